@@ -1,0 +1,86 @@
+"""Basic layers: RMSNorm, rotary position embeddings with llama3 scaling, and the projection helper."""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lnemo.models.config import RopeScaling
+from lnemo.types import Array
+
+
+def param(module: nn.Module, name: str, shape: tuple[int, ...], axes: tuple[str | None, ...],
+          dtype: jnp.dtype, init: nn.initializers.Initializer) -> Array:
+    """Declare a parameter carrying logical axis names."""
+    return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
+
+
+def project(x: Array, kernel: Array, spec: str, dtype: jnp.dtype) -> Array:
+    """``einsum(spec, x, kernel)`` with inputs in ``dtype`` and float32 accumulation, cast back to ``dtype``.
+
+    On CPUs with a bf16 matrix unit, bf16 inputs with float32 accumulation are what reach it.
+    """
+    out = jnp.einsum(spec, x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
+    return out.astype(dtype)
+
+
+def dense_init(fan_in: int) -> nn.initializers.Initializer:
+    """Truncated-normal initialiser with standard deviation ``1/sqrt(fan_in)``."""
+    return nn.initializers.truncated_normal(stddev=1.0 / math.sqrt(fan_in))
+
+
+class RMSNorm(nn.Module):
+    """``y = x / sqrt(mean(x^2) + eps) * scale``, computed in float32 and cast back to the input dtype."""
+
+    eps: float
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        scale = param(self, "scale", (x.shape[-1],), ("norm",), self.param_dtype, nn.initializers.ones)
+        return rms_norm(x, scale, eps=self.eps)
+
+
+def rms_norm(x: Array, scale: Array, *, eps: float) -> Array:
+    """Functional RMSNorm (float32 math, output in ``x.dtype``)."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return (y * scale.astype(jnp.float32)).astype(x.dtype)
+
+
+def rope_inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None) -> np.ndarray:
+    """RoPE inverse frequencies ``theta^(-2j/head_dim)``, with Llama-3 scaling when given.
+
+    Llama-3 rule: with wavelength ``lam = 2 pi / f`` and ``L0 = original_max_position_embeddings``,
+    ``lam < L0 / high_freq_factor`` keeps ``f``; ``lam > L0 / low_freq_factor`` gives ``f / factor``; otherwise
+    ``s = (L0 / lam - low) / (high - low)`` and ``f' = (1 - s) f / factor + s f``.
+
+    Returns:
+      float64 array of shape ``[head_dim // 2]``.
+    """
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    if scaling is None:
+        return inv
+    wavelen = 2 * math.pi / inv
+    low_wl = scaling.original_max_position_embeddings / scaling.low_freq_factor
+    high_wl = scaling.original_max_position_embeddings / scaling.high_freq_factor
+    smooth = (scaling.original_max_position_embeddings / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor)
+    scaled = np.where(wavelen > low_wl, inv / scaling.factor, inv)
+    mid = (wavelen >= high_wl) & (wavelen <= low_wl)
+    return np.where(mid, (1 - smooth) * inv / scaling.factor + smooth * inv, scaled)
+
+
+def apply_rope(x_BxTxNxHd: Array, positions_BxT: Array, inv_freq: np.ndarray) -> Array:
+    """Rotate query/key heads by their positions (the "rotate half" convention of Hugging Face Llama)."""
+    angles_BxTxF = positions_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq, jnp.float32)
+    cos = jnp.cos(angles_BxTxF)[:, :, None, :]
+    sin = jnp.sin(angles_BxTxF)[:, :, None, :]
+    x = x_BxTxNxHd.astype(jnp.float32)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxTxNxHd.dtype)
