@@ -1,5 +1,19 @@
 """Meshes, logical-axis rules and shardings."""
 
+from lnemo.sharding.mesh import make_mesh
 from lnemo.sharding.rules import DEFAULT_RULES, LogicalAxes, Rules, constrain, fit_spec, logical_to_spec
+from lnemo.sharding.shardings import batch_sharding, opt_state_shardings, param_shardings, with_shardings
 
-__all__ = ["DEFAULT_RULES", "LogicalAxes", "Rules", "constrain", "fit_spec", "logical_to_spec"]
+__all__ = [
+    "DEFAULT_RULES",
+    "LogicalAxes",
+    "Rules",
+    "batch_sharding",
+    "constrain",
+    "fit_spec",
+    "logical_to_spec",
+    "make_mesh",
+    "opt_state_shardings",
+    "param_shardings",
+    "with_shardings",
+]
