@@ -81,7 +81,30 @@ def pack(examples: grain.IterDataset, *, seq_len: int, pad_id: int) -> grain.Ite
     packed = grain.experimental.ConcatThenSplitIterDataset(
         checked, length_struct={"tokens": seq_len, "target_mask": seq_len}
     )
-    return packed.map(functools.partial(_finish_row, pad_id=pad_id))
+    return _JsonSafeState(packed).map(functools.partial(_finish_row, pad_id=pad_id))
+
+
+class _JsonSafeState(grain.IterDataset):
+    """Makes concat-then-split restorable from JSON.
+
+    grain 0.2.18 compares a restored remainder slice with the tuple ``(-1, -1)``; a state that went
+    through JSON (orbax ``JsonSave``) holds lists instead, and resuming would silently skip data.
+    """
+
+    def __iter__(self) -> grain.DatasetIterator:
+        return _JsonSafeStateIterator(self._parent.__iter__())
+
+
+class _JsonSafeStateIterator(grain.DatasetIterator):
+    def __next__(self) -> Any:
+        return next(self._parent)
+
+    def get_state(self) -> dict[str, Any]:
+        return self._parent.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        slices = {k: tuple(v) for k, v in state["remainder_slices"].items()}
+        self._parent.set_state({**state, "remainder_slices": slices})
 
 
 def _check_example(example: Any) -> dict[str, np.ndarray]:
