@@ -1,24 +1,17 @@
 """The tokenizer protocol and lnemo's built-in byte-level tokenizer.
 
 The byte tokenizer maps text to its UTF-8 bytes (ids 0-255) and reserves the ids above for special
-tokens. It needs no vocabulary file, never fails on any text, and keeps the vocabulary tiny, which suits
+tokens. It needs no vocabulary file, encodes any text, and keeps the vocabulary tiny, which suits
 the small models trained on CPUs in lnemo's examples.
 
 Id layout of `ByteTokenizer` (vocabulary size 272, a multiple of 16):
 
-| ids | tokens |
-|---|---|
-| 0-255 | the 256 byte values |
-| 256 | `<|pad|>` |
-| 257 | `<|bos|>` |
-| 258 | `<|eos|>` |
-| 259 | `<|system|>` (start of a system turn) |
-| 260 | `<|user|>` (start of a user turn) |
-| 261 | `<|assistant|>` (start of an assistant turn) |
-| 262 | `<|end|>` (end of any turn) |
-| 263 | `<think>` |
-| 264 | `</think>` |
-| 265-271 | `<|reserved_0|>` ... `<|reserved_6|>` (unused; decodable so that any sampled id decodes) |
+- 0-255: the 256 byte values;
+- 256 pad, 257 bos, 258 eos (strings ``<|pad|>``, ``<|bos|>``, ``<|eos|>``);
+- 259 ``<|system|>``, 260 ``<|user|>``, 261 ``<|assistant|>``: start of a chat turn by that role;
+- 262 ``<|end|>``: end of any turn;
+- 263 ``<think>``, 264 ``</think>``: the reasoning block;
+- 265-271 ``<|reserved_0|>`` ... ``<|reserved_6|>``: unused, named so that any sampled id decodes.
 
 Special tokens written literally in text: ``encode(text)`` treats text as data, so ``"<think>"`` becomes
 its 7 bytes and user data can never inject control tokens. ``encode(text, allow_special=True)`` (what
