@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
-
 import grain
 import numpy as np
 
@@ -101,7 +99,11 @@ def text_pipeline(
     *,
     seq_len: int,
     batch_size: int,
-    **options: Any,
+    seed: int = 0,
+    shuffle: bool = True,
+    num_epochs: int | None = 1,
+    shard: grain.sharding.ShardOptions | None = None,
+    read_options: grain.ReadOptions | None = None,
 ) -> grain.IterDataset:
     """Batches of packed rows from documents (e.g. from `lnemo.data.read_text` or `lnemo.data.read_jsonl`).
 
@@ -112,7 +114,11 @@ def text_pipeline(
       tokenizer: the tokenizer.
       seq_len: row length T.
       batch_size: rows per batch B on this process.
-      **options: ``seed``, ``shuffle``, ``num_epochs``, ``shard``, ``read_options`` of `pack_and_batch`.
+      seed: shuffle seed (each epoch is reshuffled).
+      shuffle: shuffle documents before packing.
+      num_epochs: passes over the documents; None repeats forever.
+      shard: this process's shard; default one shard per JAX process, equal sizes.
+      read_options: grain's threading/prefetch options.
 
     Returns:
       A dataset of batches.
@@ -124,7 +130,17 @@ def text_pipeline(
       (1, 8)
     """
     examples = grain.MapDataset.source(texts).map(functools.partial(tokenize_document, tokenizer=tokenizer))
-    return pack_and_batch(examples, seq_len=seq_len, batch_size=batch_size, pad_id=tokenizer.pad_id, **options)
+    return pack_and_batch(
+        examples,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        pad_id=tokenizer.pad_id,
+        seed=seed,
+        shuffle=shuffle,
+        num_epochs=num_epochs,
+        shard=shard,
+        read_options=read_options,
+    )
 
 
 def synthetic_pipeline(

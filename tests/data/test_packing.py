@@ -104,3 +104,20 @@ def test_bad_examples(example, message):
 def test_bad_seq_len():
     with pytest.raises(ValueError, match="seq_len must be >= 2, got 1"):
         pack(grain.MapDataset.source([]).to_iter_dataset(), seq_len=1, pad_id=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 20), min_size=1, max_size=10), st.integers(2, 9), st.data())
+def test_resume_from_json_state_at_any_row(lengths, seq_len, data):
+    import json
+
+    examples = [{"tokens": np.arange(n) + 100 * i, "target_mask": np.ones(n, bool)} for i, n in enumerate(lengths)]
+    ds = pack(grain.MapDataset.source(examples).to_iter_dataset(), seq_len=seq_len, pad_id=PAD)
+    full = [r["tokens"].tolist() for r in ds]
+    stop = data.draw(st.integers(0, len(full)))
+    it = iter(ds)
+    for _ in range(stop):
+        next(it)
+    resumed = iter(ds)
+    resumed.set_state(json.loads(json.dumps(it.get_state())))
+    assert [r["tokens"].tolist() for r in resumed] == full[stop:]

@@ -137,3 +137,16 @@ def test_argument_errors():
         pack_and_batch(examples, seq_len=8, batch_size=0, pad_id=0)
     with pytest.raises(ValueError, match="num_epochs"):
         pack_and_batch(examples, seq_len=8, batch_size=1, pad_id=0, num_epochs=0)
+
+
+def test_default_shard_follows_the_jax_process(monkeypatch):
+    import jax
+
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    default = list(text_pipeline(DOCS, TOK, seq_len=16, batch_size=1, shuffle=False))
+    explicit = list(
+        text_pipeline(DOCS, TOK, seq_len=16, batch_size=1, shuffle=False, shard=grain.sharding.ShardOptions(1, 2, True))
+    )
+    _assert_same(default, explicit)
+    assert TOK.decode(default[0]["tokens"][0]).startswith("<|bos|>document 1:")
