@@ -77,7 +77,7 @@ def log_mixture(logp: Array, logq: Array, weight: float) -> Array:
         return logq
     if weight == 1.0:
         return logp
-    return jnp.logaddexp(logp + jnp.log(weight), logq + jnp.log1p(-weight))
+    return safe_logsumexp(jnp.stack([logp + jnp.log(weight), logq + jnp.log1p(-weight)]), axis=0)
 
 
 def check_unit_interval(name: str, value: float) -> None:

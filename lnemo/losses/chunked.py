@@ -248,7 +248,7 @@ def _vocab_chunked_logsumexp(hidden_xD: Array, kernel_DxV: Array, vocab_chunk_si
         return safe_logsumexp(jnp.where(fresh_C, logits_xC, -jnp.inf))
 
     def step(total_x, index):
-        return jnp.logaddexp(total_x, piece(hidden_xD, kernel_DxV, index)), None
+        return safe_logsumexp(jnp.stack([total_x, piece(hidden_xD, kernel_DxV, index)]), axis=0), None
 
     total_x, _ = lax.scan(step, jnp.full(hidden_xD.shape[:-1], -jnp.inf), jnp.arange(count))
     return total_x

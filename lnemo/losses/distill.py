@@ -286,7 +286,10 @@ def top_k_distill_from_cache(
     $\\tilde p_i = p_i / \\sum_{j \\in K} p_j$, $\\tilde q_i = q_i / \\sum_{j \\in K} q_j$, and the loss is
     $D(\\tilde p, \\tilde q)$ over k bins. With ``tail`` a (k+1)-th bin holds the remaining mass,
     $1 - \\sum_{j \\in K} p_j$ for the teacher and $\\sum_{v \\notin K} q_v$ for the student (computed by a
-    log-sum-exp over the other ids, not by subtraction), so nothing is renormalised.
+    log-sum-exp over the other ids, not by subtraction), so nothing is renormalised. The cached teacher
+    tail is only as accurate as the cached log-probs (their rounding is about ``1e-7 * |logit|`` each); a
+    student with no mass outside the k ids (a -inf-masked vocabulary) then faces a rounding-sized teacher
+    tail, which the forward KL punishes without bound. ``top_k_distill`` has the exact teacher tail.
 
     Args:
       student_logits_xV: student logits, leading shape ``x``, vocabulary on ``axis``.
@@ -314,24 +317,10 @@ def top_k_distill_from_cache(
     teacher_xK = jax.lax.stop_gradient(jnp.asarray(teacher_logprobs_xK, jnp.float32))
     if ids_xK.shape != teacher_xK.shape:
         raise ValueError(f"teacher_ids_xK shape {ids_xK.shape} != teacher_logprobs_xK shape {teacher_xK.shape}")
-    if ids_xK.shape[:-1] != student_xV.shape[:-1]:
-        raise ValueError(
-            f"teacher_ids_xK leading shape {ids_xK.shape[:-1]} != student logits leading shape {student_xV.shape[:-1]}"
-        )
     if where is not None:
         teacher_xK = jnp.where(jnp.asarray(where)[..., None], teacher_xK, 0.0)
-    chosen_xK = jnp.take_along_axis(student_xV, ids_xK, axis=-1)
-    if not tail:
-        return divergence(chosen_xK, teacher_xK, where=where)
-    k, vocab = ids_xK.shape[-1], student_xV.shape[-1]
-    if k >= vocab:
-        raise ValueError(f"tail=True needs k < V, got k={k} and V={vocab}")
-    total_x = safe_logsumexp(student_xV)
-    outside_xV = _drop_ids(student_xV, ids_xK)
-    student_bins = jnp.concatenate([chosen_xK, safe_logsumexp(outside_xV)[..., None]], axis=-1) - total_x[..., None]
-    teacher_tail_x = log1mexp(safe_logsumexp(teacher_xK))
-    teacher_bins = jnp.concatenate([teacher_xK, teacher_tail_x[..., None]], axis=-1)
-    return divergence(student_bins, teacher_bins, where=where)
+    teacher_tail_x = log1mexp(safe_logsumexp(teacher_xK)) if tail else None
+    return _top_k_divergence(student_xV, ids_xK, teacher_xK, teacher_tail_x, divergence, where)
 
 
 def top_k_distill(
@@ -345,6 +334,9 @@ def top_k_distill(
     axis: int = -1,
 ) -> Array:
     """Online top-k distillation: ``top_k_distill_from_cache`` on the teacher's top-k of these logits.
+
+    The one difference: with ``tail`` the teacher's tail mass is a log-sum-exp over its other logits
+    (exact), where the cached variant can only take ``1 - sum(top-k probs)``.
 
     Args:
       student_logits_xV: student logits, leading shape ``x``, vocabulary on ``axis``.
@@ -366,11 +358,41 @@ def top_k_distill(
     References:
       See ``top_k_distill_from_cache``.
     """
-    teacher_xV = vocab_last(teacher_logits_xV, where=where, axis=axis)
+    student_xV = vocab_last(student_logits_xV, where=where, axis=axis)
+    teacher_xV = vocab_last(jax.lax.stop_gradient(teacher_logits_xV), where=where, axis=axis)
     ids_xK, logprobs_xK = teacher_top_k(teacher_xV, k=k)
-    return top_k_distill_from_cache(
-        student_logits_xV, ids_xK, logprobs_xK, divergence=divergence, tail=tail, where=where, axis=axis
-    )
+    teacher_tail_x = _tail_logprob(teacher_xV, ids_xK) if tail else None
+    return _top_k_divergence(student_xV, ids_xK, logprobs_xK, teacher_tail_x, divergence, where)
+
+
+def _top_k_divergence(
+    student_xV: Array,
+    ids_xK: Array,
+    teacher_xK: Array,
+    teacher_tail_x: Array | None,
+    divergence: Divergence,
+    where: Array | None,
+) -> Array:
+    """The divergence on the k teacher ids, plus the tail bin when ``teacher_tail_x`` is given."""
+    if ids_xK.shape[:-1] != student_xV.shape[:-1]:
+        raise ValueError(
+            f"teacher_ids_xK leading shape {ids_xK.shape[:-1]} != student logits leading shape {student_xV.shape[:-1]}"
+        )
+    chosen_xK = jnp.take_along_axis(student_xV, ids_xK, axis=-1)
+    if teacher_tail_x is None:
+        return divergence(chosen_xK, teacher_xK, where=where)
+    student_kept_xK = chosen_xK - safe_logsumexp(student_xV)[..., None]
+    student_bins = jnp.concatenate([student_kept_xK, _tail_logprob(student_xV, ids_xK)[..., None]], axis=-1)
+    teacher_bins = jnp.concatenate([teacher_xK, teacher_tail_x[..., None]], axis=-1)
+    return divergence(student_bins, teacher_bins, where=where)
+
+
+def _tail_logprob(logits_xV: Array, ids_xK: Array) -> Array:
+    """Log of the softmax mass outside ``ids_xK``, by a log-sum-exp over the other ids (no cancellation)."""
+    k, vocab = ids_xK.shape[-1], logits_xV.shape[-1]
+    if k >= vocab:
+        raise ValueError(f"tail=True needs k < V, got k={k} and V={vocab}")
+    return safe_logsumexp(_drop_ids(logits_xV, ids_xK)) - safe_logsumexp(logits_xV)
 
 
 def _drop_ids(logits_xV: Array, ids_xK: Array) -> Array:
