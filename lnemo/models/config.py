@@ -22,8 +22,8 @@ import jax.numpy as jnp
 AttentionKind = Literal["gqa", "linear", "none"]
 FFNKind = Literal["swiglu", "linear", "none"]
 
-#: Vocabulary of the built-in byte tokenizer rounded up; the default for the ``tiny``/``small`` presets.
-DEFAULT_SMALL_VOCAB = 320
+#: Vocabulary of the built-in byte tokenizer (``lnemo.data.ByteTokenizer``); the default for the ``tiny``/``small`` presets.
+DEFAULT_SMALL_VOCAB = 272
 
 
 @dataclass(frozen=True)

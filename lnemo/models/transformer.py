@@ -152,7 +152,7 @@ def forward(config: ModelConfig, params: PyTree, tokens: Array, *, positions: Ar
       >>> cfg = ModelConfig.tiny()
       >>> params = init(cfg, jax.random.key(0))
       >>> forward(cfg, params, jnp.zeros((2, 8), jnp.int32)).logits.shape
-      (2, 8, 320)
+      (2, 8, 272)
     """
     tokens = jnp.asarray(tokens)
     _check_inputs(config, tokens, positions, segment_ids, cache)
