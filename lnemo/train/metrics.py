@@ -7,8 +7,6 @@ import os
 from collections.abc import Mapping
 from typing import Protocol
 
-from tensorboardX import SummaryWriter
-
 
 class MetricsWriter(Protocol):
     """Receives one dict of scalar metrics per logged step."""
@@ -48,6 +46,8 @@ class TensorBoardWriter:
     """
 
     def __init__(self, logdir: str | os.PathLike) -> None:
+        from tensorboardX import SummaryWriter  # imported here: it pulls in torch when installed
+
         self._writer = SummaryWriter(str(logdir))
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
