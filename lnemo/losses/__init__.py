@@ -5,11 +5,11 @@ Every function returns the unreduced float32 per-token loss with masked tokens e
 """
 
 from lnemo.losses.chunked import (
-    chunked,
     chunked_cross_entropy_from_hidden,
     chunked_distill_from_hidden,
     chunked_from_hidden,
     chunked_logsumexp_from_hidden,
+    chunked_loss,
     chunked_token_logprobs_from_hidden,
 )
 from lnemo.losses.distill import (
@@ -28,11 +28,11 @@ from lnemo.losses.hidden import cosine_distance, layer_pairs_loss, mse, normaliz
 from lnemo.losses.lm import token_cross_entropy, token_logprobs, z_loss
 
 __all__ = [
-    "chunked",
     "chunked_cross_entropy_from_hidden",
     "chunked_distill_from_hidden",
     "chunked_from_hidden",
     "chunked_logsumexp_from_hidden",
+    "chunked_loss",
     "chunked_token_logprobs_from_hidden",
     "cosine_distance",
     "forward_kl",

@@ -88,7 +88,7 @@ def _mask_x(where: Array | None, lead: tuple[int, ...]) -> Array:
     return jnp.ones(lead, bool) if where is None else jnp.broadcast_to(jnp.asarray(where, bool), lead)
 
 
-def chunked(loss_fn: TokenLoss, *, chunk_size: int) -> TokenLoss:
+def chunked_loss(loss_fn: TokenLoss, *, chunk_size: int) -> TokenLoss:
     """Turn a per-token loss into one evaluated ``chunk_size`` sequence positions at a time.
 
     Works for every loss of ``lnemo.losses`` whose first argument has the vocabulary (or width) last:
@@ -105,7 +105,7 @@ def chunked(loss_fn: TokenLoss, *, chunk_size: int) -> TokenLoss:
       A function with the same call signature and result as ``loss_fn``, to float32 rounding.
 
     Example:
-      >>> kd = chunked(functools.partial(generalized_jsd, beta=0.5), chunk_size=256)
+      >>> kd = chunked_loss(functools.partial(generalized_jsd, beta=0.5), chunk_size=256)
       >>> kd(student_logits_BxTxV, teacher_logits_BxTxV, where=mask_BxT).shape
       (B, T)
 
@@ -115,7 +115,7 @@ def chunked(loss_fn: TokenLoss, *, chunk_size: int) -> TokenLoss:
     """
     _check_chunk("chunk_size", chunk_size)
 
-    def chunked_loss(*token_arrays: Array, where: Array | None = None) -> Array:
+    def loss(*token_arrays: Array, where: Array | None = None) -> Array:
         if not token_arrays:
             raise ValueError("chunked loss needs at least one token array")
         lead = tuple(jnp.shape(token_arrays[0])[:-1])
@@ -127,11 +127,16 @@ def chunked(loss_fn: TokenLoss, *, chunk_size: int) -> TokenLoss:
 
         return _scan_sequence_chunks(chunk_loss, [*arrays, _mask_x(where, lead)], [], lead, chunk_size)
 
-    return chunked_loss
+    return loss
 
 
 def _logits(hidden_xD: Array, kernel_DxV: Array) -> Array:
     return jnp.einsum("...d,dv->...v", hidden_xD, kernel_DxV, preferred_element_type=jnp.float32)
+
+
+def _zero_masked(hidden_xD: Array, where_x: Array) -> Array:
+    """Masked rows set to 0, so garbage padding states give finite kernel gradients (0 * NaN is NaN)."""
+    return jnp.where(where_x[..., None], hidden_xD, 0)
 
 
 def _check_kernel(hidden_xD: Array, kernel_DxV: Array, name: str) -> None:
@@ -175,7 +180,7 @@ def chunked_from_hidden(
 
     def chunk_loss(hidden_chunk, *parts):
         *chunks, where_chunk, kernel = parts
-        return loss_fn(_logits(hidden_chunk, kernel), *chunks, where=where_chunk)
+        return loss_fn(_logits(_zero_masked(hidden_chunk, where_chunk), kernel), *chunks, where=where_chunk)
 
     return _scan_sequence_chunks(chunk_loss, [*arrays, _mask_x(where, lead)], [kernel_DxV], lead, chunk_size)
 
@@ -225,8 +230,8 @@ def chunked_distill_from_hidden(
     arrays = _token_aligned([student_hidden_xD, teacher_hidden_xD], lead)
 
     def chunk_loss(student_chunk, teacher_chunk, where_chunk, student_kernel, teacher_kernel):
-        student_logits = _logits(student_chunk, student_kernel)
-        teacher_logits = _logits(teacher_chunk, teacher_kernel)
+        student_logits = _logits(_zero_masked(student_chunk, where_chunk), student_kernel)
+        teacher_logits = _logits(_zero_masked(teacher_chunk, where_chunk), teacher_kernel)
         return divergence(student_logits, teacher_logits, where=where_chunk)
 
     shared = [student_kernel_DxV, lax.stop_gradient(teacher_kernel_DxV)]
@@ -362,7 +367,7 @@ def _lse_and_chosen(
 
     def chunk_loss(hidden_chunk, where_chunk, *rest):
         *tokens_chunk, kernel = rest
-        hidden_chunk = jnp.where(where_chunk[..., None], hidden_chunk, 0)
+        hidden_chunk = _zero_masked(hidden_chunk, where_chunk)
         lse = _vocab_chunked_logsumexp(hidden_chunk, kernel, vocab_chunk_size)
         if not tokens_chunk:
             return masked(lse, where_chunk)
