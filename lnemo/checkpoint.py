@@ -131,6 +131,7 @@ class Checkpointer:
         Returns:
           ``Restored(step, state, data_state, config)``.
         """
+        self._manager.wait_until_finished()
         steps = self.all_steps()
         if not steps:
             raise FileNotFoundError(f"Checkpointer.restore: no checkpoint to restore in {self.directory}")
