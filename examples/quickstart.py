@@ -1,0 +1,123 @@
+"""lnemo quickstart: the whole miniature Llama-Nemotron recipe, as far as it exists, on 2 CPU cores.
+
+Stages (``--stages``, comma separated, all by default):
+
+* ``models``: build the ``small`` parent and a heterogeneous child from a block list, print a per-layer
+  table (kind, params, KV bytes/token, FLOPs/token), run both, and print the measured prefill and decode-step
+  speed-ups of child over parent beside the cost model's prediction.
+
+Run ``python examples/quickstart.py --help`` for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from lnemo import perf
+from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost, forward, init, init_cache
+
+STAGES = ("models",)
+
+
+def child_of(parent: ModelConfig) -> ModelConfig:
+    """A Puzzle-style child: attention removed or thinned in the middle, FFNs narrowed, first/last layers kept."""
+    d_ffn = parent.blocks[0].ffn.intermediate_size
+    kv = parent.blocks[0].attention.num_kv_heads
+    middle = [
+        BlockConfig(AttentionConfig.gqa(max(1, kv // 4)), FFNConfig.swiglu(d_ffn // 2)),
+        BlockConfig(AttentionConfig.none(), FFNConfig.swiglu(d_ffn // 2)),
+        BlockConfig(AttentionConfig.linear(), FFNConfig.swiglu(d_ffn // 4)),
+        BlockConfig(AttentionConfig.none(), FFNConfig.swiglu(d_ffn // 4)),
+    ]
+    n = parent.num_layers
+    blocks = [parent.blocks[0]] + [middle[i % len(middle)] for i in range(n - 2)] + [parent.blocks[-1]]
+    return parent.replace(blocks=tuple(blocks[:n]))
+
+
+def print_table(name: str, config: ModelConfig, context: int) -> None:
+    print(f"\n{name}: {cost.param_count(config):,} parameters, "
+          f"{cost.kv_bytes_per_token(config, config.dtype):,} KV bytes/token ({config.dtype})")
+    print(f"{'layer':>5}  {'block':<28} {'params':>10} {'KV B/tok':>9} {'FLOPs/tok':>12}")
+    for row in cost.layer_table(config, context=context, kv_dtype=config.dtype):
+        print(f"{row['layer']:>5}  {row['block']:<28} {row['params']:>10,} {row['kv_bytes_per_token']:>9,} "
+              f"{row['flops_per_token']:>12,}")
+
+
+def measure(config: ModelConfig, params, *, batch: int, seq_len: int) -> dict[str, float]:
+    """Median seconds of a prefill of ``batch x seq_len`` and of one decode step at that context."""
+    tokens = jax.random.randint(jax.random.key(0), (batch, seq_len), 0, config.vocab_size)
+    prefill = jax.jit(lambda p, t: forward(config, p, t).logits)
+    step = jax.jit(lambda p, t, c: forward(config, p, t, cache=c).logits)
+    cache = init_cache(config, batch, seq_len + 1)
+    cache = jax.jit(lambda p, t, c: forward(config, p, t, cache=c).cache)(params, tokens, cache)
+    one = tokens[:, :1]
+    return {"prefill_s": perf.time_fn(prefill, params, tokens), "decode_s": perf.time_fn(step, params, one, cache)}
+
+
+def stage_models(args: argparse.Namespace) -> dict[str, float]:
+    layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
+    parent = getattr(ModelConfig, args.preset)(**layers)
+    child = child_of(parent)
+    print_table("parent", parent, args.seq_len)
+    print_table("child", child, args.seq_len)
+    p_params = init(parent, jax.random.key(0))
+    c_params = init(child, jax.random.key(1))
+    peak = perf.matmul_ceiling(n=1024)
+    bandwidth = perf.memory_bandwidth(megabytes=128)
+
+    def predicted(cfg: ModelConfig) -> dict[str, float]:
+        b, t = args.batch, args.seq_len
+        prefill_flops = b * t * cost.prefill_flops_per_token(cfg, t)
+        decode_flops = b * cost.decode_flops_per_token(cfg, t + 1)
+        decode_bytes = cost.decode_bytes_per_step(cfg, batch=b, context=t + 1)
+        return {"prefill_s": prefill_flops / peak,
+                "decode_s": perf.roofline_seconds(decode_flops, decode_bytes, peak_flops=peak, bandwidth=bandwidth)}
+
+    mp, mc = measure(parent, p_params, batch=args.batch, seq_len=args.seq_len), \
+        measure(child, c_params, batch=args.batch, seq_len=args.seq_len)
+    pp, pc = predicted(parent), predicted(child)
+    out = {
+        "prefill_speedup_measured": mp["prefill_s"] / mc["prefill_s"],
+        "prefill_speedup_predicted": pp["prefill_s"] / pc["prefill_s"],
+        "decode_step_speedup_measured": mp["decode_s"] / mc["decode_s"],
+        "decode_step_speedup_predicted": pp["decode_s"] / pc["decode_s"],
+    }
+    print(f"\nchild over parent, batch {args.batch}, context {args.seq_len} "
+          f"(prediction: FLOPs for prefill, roofline with the measured {peak / 1e9:.0f} GFLOP/s and "
+          f"{bandwidth / 1e9:.0f} GB/s for decode):")
+    print(f"  prefill     speed-up {out['prefill_speedup_measured']:.2f}x  (predicted {out['prefill_speedup_predicted']:.2f}x)")
+    print(f"  decode step speed-up {out['decode_step_speedup_measured']:.2f}x  (predicted {out['decode_step_speedup_predicted']:.2f}x)")
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
+    parser.add_argument("--preset", default="small", choices=("tiny", "small"), help="parent model preset")
+    parser.add_argument("--num-layers", type=int, default=None, help="parent layers (preset default if unset)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the speed measurements")
+    parser.add_argument("--seq-len", type=int, default=256, help="prefill length / decode context")
+    parser.add_argument("--out", default="runs/quickstart", help="directory for checkpoints and logs")
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.stages.split(",") if s not in STAGES]
+    if unknown:
+        parser.error(f"--stages has unknown stage(s) {unknown}; choose from {STAGES}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    args = parse_args(argv)
+    print(f"lnemo quickstart on {jax.device_count()} {jax.devices()[0].platform} device(s)")
+    results = {}
+    for stage in args.stages.split(","):
+        print(f"\n=== stage: {stage} ===")
+        results[stage] = {"models": stage_models}[stage](args)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
