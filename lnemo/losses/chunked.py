@@ -216,7 +216,7 @@ def chunked_distill_from_hidden(
       >>> kl_BxT = chunked_distill_from_hidden(h_s, w_s, h_t, w_t, where=mask_BxT, chunk_size=128)
 
     References:
-      Puzzle global KD logit term, arXiv 2411.19146, §5; the materialised full-vocabulary softmax is the
+      Puzzle global KD logit term, arXiv 2411.19146 (reference sheet §6.8); the materialised full-vocabulary softmax is the
       usual KD memory bug (reference sheet §13).
     """
     _check_kernel(student_hidden_xD, student_kernel_DxV, "student_kernel_DxV")
@@ -317,7 +317,7 @@ def chunked_token_logprobs_from_hidden(
       >>> logp_BxT = chunked_token_logprobs_from_hidden(h, w, tokens_BxT, chunk_size=128)
 
     References:
-      The per-token log-probs of GRPO (arXiv 2402.03300, §4.1) without the B x T x V logits.
+      The per-token log-probs of GRPO (arXiv 2402.03300; reference sheet §10) without the B x T x V logits.
     """
     return _lse_and_chosen(hidden_xD, kernel_DxV, tokens_x, where, chunk_size, vocab_chunk_size)
 

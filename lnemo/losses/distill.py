@@ -55,7 +55,7 @@ def forward_kl(student_logits_xV: Array, teacher_logits_xV: Array, *, where: Arr
 
     References:
       Hinton et al., "Distilling the Knowledge in a Neural Network", arXiv 1503.02531, §2; the logit term
-      of Puzzle's global KD (arXiv 2411.19146, §5).
+      of Puzzle's global KD (arXiv 2411.19146; reference sheet §6.8).
     """
     logq, logp = _logprobs(student_logits_xV, teacher_logits_xV, where, axis)
     return masked(kl_from_logprobs(logp, logq), where)
@@ -73,7 +73,7 @@ def reverse_kl(student_logits_xV: Array, teacher_logits_xV: Array, *, where: Arr
       Array(0.13081..., dtype=float32)
 
     References:
-      Gu et al., "MiniLLM", arXiv 2306.08543, §2.1.
+      Gu et al., "MiniLLM", arXiv 2306.08543; reference sheet §11.
     """
     logq, logp = _logprobs(student_logits_xV, teacher_logits_xV, where, axis)
     return masked(kl_from_logprobs(logq, logp), where)
@@ -113,7 +113,7 @@ def generalized_jsd(
 
     References:
       Agarwal et al., "On-Policy Distillation of Language Models: Learning from Self-Generated Mistakes"
-      (GKD), arXiv 2306.13649, §3; TRL ``GKDTrainer.generalized_jsd_loss``.
+      (GKD), arXiv 2306.13649; TRL ``GKDTrainer.generalized_jsd_loss``.
     """
     check_unit_interval("beta", beta)
     if beta == 0.0:
@@ -154,7 +154,7 @@ def skew_kl(
       Array(0.14384..., dtype=float32)
 
     References:
-      Ko et al., "DistiLLM: Towards Streamlined Distillation for Large Language Models", arXiv 2402.03898, §3.1.
+      Ko et al., "DistiLLM: Towards Streamlined Distillation for Large Language Models", arXiv 2402.03898.
     """
     check_unit_interval("alpha", alpha)
     logq, logp = _logprobs(student_logits_xV, teacher_logits_xV, where, axis)
@@ -180,7 +180,7 @@ def skew_reverse_kl(
       Array(0.13081..., dtype=float32)
 
     References:
-      Ko et al., "DistiLLM", arXiv 2402.03898, §3.1.
+      Ko et al., "DistiLLM", arXiv 2402.03898; reference sheet §11.
     """
     check_unit_interval("alpha", alpha)
     logq, logp = _logprobs(student_logits_xV, teacher_logits_xV, where, axis)
@@ -201,7 +201,7 @@ def total_variation(
       Array(0.25, dtype=float32)
 
     References:
-      Wen et al., "f-Divergence Minimization for Sequence-Level Knowledge Distillation", arXiv 2307.15190, §2.
+      Wen et al., "f-Divergence Minimization for Sequence-Level Knowledge Distillation", arXiv 2307.15190.
     """
     logq, logp = _logprobs(student_logits_xV, teacher_logits_xV, where, axis)
     return masked(0.5 * jnp.sum(jnp.abs(jnp.exp(logp) - jnp.exp(logq)), axis=-1), where)
@@ -309,8 +309,8 @@ def top_k_distill_from_cache(
       (B, T)
 
     References:
-      Top-k logit distillation as in the reference sheet §11; Raman et al., "For Distillation, Tokens Are
-      Not All You Need" (2023) on top-k with tail mass.
+      Top-k logit KD, restricted and renormalised or with k teacher log-probs plus tail mass (reference
+      sheet §11).
     """
     student_xV = vocab_last(student_logits_xV, where=where, axis=axis)
     ids_xK = token_ids(teacher_ids_xK, where=None if where is None else jnp.asarray(where)[..., None])

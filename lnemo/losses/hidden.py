@@ -54,7 +54,7 @@ def cosine_distance(
       Array([1.], dtype=float32)
 
     References:
-      The hidden-state term of Puzzle's global KD, arXiv 2411.19146, §5 (reference sheet §6.8).
+      The hidden-state term of Puzzle's global KD, arXiv 2411.19146 (reference sheet §6.8).
     """
     s_xD, t_xD = _prepare(student_hidden_xD, teacher_hidden_xD, where, axis)
     s_norm = jnp.sqrt(jnp.maximum(jnp.sum(s_xD * s_xD, axis=-1), eps * eps))
@@ -77,7 +77,7 @@ def mse(student_hidden_xD: Array, teacher_hidden_xD: Array, *, where: Array | No
       Array([2.5], dtype=float32)
 
     References:
-      FitNets (Romero et al., arXiv 1412.6550, §2.2); projected MSE in the reference sheet §11.
+      FitNets (Romero et al., arXiv 1412.6550); projected MSE in the reference sheet §11.
     """
     s_xD, t_xD = _prepare(student_hidden_xD, teacher_hidden_xD, where, axis)
     return masked(jnp.mean(jnp.square(s_xD - t_xD), axis=-1), where)
@@ -114,7 +114,7 @@ def normalized_mse(
       Array([1.], dtype=float32)
 
     References:
-      Puzzle, arXiv 2411.19146, §3.1 (blockwise local distillation; reference sheet §6.3).
+      Puzzle, arXiv 2411.19146, blockwise local distillation (reference sheet §6.3).
     """
     s_xD, t_xD = _prepare(student_hidden_xD, teacher_hidden_xD, where, axis)
     error = jnp.mean(jnp.square(s_xD - t_xD), axis=-1)
@@ -175,7 +175,7 @@ def layer_pairs_loss(
       (B, T)
 
     References:
-      Puzzle global KD, arXiv 2411.19146, §5: $\\sum_l (1 - \\cos(h_c^l, h_p^l)) + \\mathrm{KL}(p\\|q)$.
+      Puzzle global KD, arXiv 2411.19146 (reference sheet §6.8): $\\sum_l (1 - \\cos(h_c^l, h_p^l)) + \\mathrm{KL}(p\\|q)$.
     """
     pairs = [tuple(pair) for pair in pairs]
     if not pairs:

@@ -30,7 +30,7 @@ def token_logprobs(logits_xV: Array, tokens_x: Array, *, where: Array | None = N
       Array([-0.28768...], dtype=float32)
 
     References:
-      Used by sequence-level KD (Kim & Rush 2016) and by GRPO (Shao et al. 2024, arXiv 2402.03300, §4.1).
+      Used by sequence-level KD (Kim & Rush 2016) and by GRPO (Shao et al. 2024, arXiv 2402.03300).
     """
     logits_xV = vocab_last(logits_xV, where=where, axis=axis)
     tokens_x = token_ids(tokens_x, where=where)
@@ -57,7 +57,7 @@ def token_cross_entropy(logits_xV: Array, labels_x: Array, *, where: Array | Non
       Array([1.3862944, 1.3862944], dtype=float32)
 
     References:
-      Standard next-token loss; the "LM loss" of Puzzle's GKD ablation (arXiv 2411.19146, §5).
+      Standard next-token loss; the "LM loss" of Puzzle's GKD ablation (arXiv 2411.19146; reference sheet §6.8).
     """
     return -token_logprobs(logits_xV, labels_x, where=where, axis=axis)
 
