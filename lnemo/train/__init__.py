@@ -1,5 +1,6 @@
 """Training engine: state, sharded steps, optimiser presets, mixed precision, the host loop."""
 
+from lnemo.train.evaluate import make_eval_fn
 from lnemo.train.loop import fit, global_batch
 from lnemo.train.metrics import JsonlWriter, MetricsWriter, TensorBoardWriter
 from lnemo.train.optim import adamw, decay_mask, warmup_cosine
@@ -29,6 +30,7 @@ __all__ = [
     "global_batch",
     "init_train_state",
     "jit_train_step",
+    "make_eval_fn",
     "make_train_step",
     "train_state_shardings",
     "warmup_cosine",

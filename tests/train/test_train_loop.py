@@ -3,7 +3,7 @@ import json
 import jax
 import numpy as np
 import pytest
-import tiny_mlp_lm as lm
+from . import tiny_mlp_lm as lm
 
 from lnemo.checkpoint import Checkpointer
 from lnemo.sharding import batch_sharding, make_mesh, param_shardings
@@ -14,6 +14,7 @@ from lnemo.train import (
     create_train_state,
     fit,
     jit_train_step,
+    make_eval_fn,
     make_train_step,
     train_state_shardings,
 )
@@ -46,18 +47,18 @@ class Interrupting(lm.MarkovData):
 
 def test_fit_logs_evaluates_checkpoints_and_learns(tmp_path):
     data = lm.MarkovData()
+    held_out = lm.MarkovData(seed=99)
+    eval_fn = make_eval_fn(lm.loss_fn, [next(held_out), next(held_out)], batch_sharding=batch_sharding(MESH))
     evals = []
 
-    def eval_fn(state):
+    def logged_eval_fn(state):
         evals.append(int(state.step))
-        batch = jax.tree.map(np.asarray, lm.MarkovData(seed=99).__next__())
-        loss_sum, aux = lm.loss_fn(state.params, batch, None)
-        return {"loss": loss_sum / aux["tokens"]}
+        return eval_fn(state)
 
     writers = [JsonlWriter(tmp_path / "log" / "metrics.jsonl"), TensorBoardWriter(tmp_path / "tb")]
     with Checkpointer(tmp_path / "ckpt", max_to_keep=2, config={"lr": 3e-2}) as ckpt:
         state = fit(
-            STEP, _state(), data, num_steps=30, batch_sharding=batch_sharding(MESH), eval_fn=eval_fn,
+            STEP, _state(), data, num_steps=30, batch_sharding=batch_sharding(MESH), eval_fn=logged_eval_fn,
             eval_every=10, checkpointer=ckpt, checkpoint_every=12, writers=writers, log_every=5,
             flops_per_token=1e3, peak_flops=1e9, progress=False,
         )  # fmt: skip
@@ -73,6 +74,7 @@ def test_fit_logs_evaluates_checkpoints_and_learns(tmp_path):
     assert all(r["tokens_per_sec"] > 0 and r["mfu"] == pytest.approx(r["tokens_per_sec"] * 1e-6) for r in train)
     assert train[-1]["loss"] < 0.6 * train[0]["loss"]
     assert records[-1]["eval/loss"] < 1.5
+    assert records[-1]["eval/tokens"] == sum(int(b["mask"][:, 1:].sum()) for b in lm.MarkovData(seed=99).take(2))
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
@@ -88,6 +90,30 @@ def test_fit_saves_on_ctrl_c_and_resumes(tmp_path):
     data.set_state(restored.data_state)
     state = fit(STEP, restored.state, data, num_steps=9, batch_sharding=batch_sharding(MESH), progress=False)
     assert int(state.step) == 9 and data.index == 9
+
+
+def test_make_eval_fn_weights_batches_by_tokens():
+    state = _state()
+    batches = [next(lm.MarkovData(seed=s)) for s in (5, 6)]
+    sharding = batch_sharding(MESH)
+    per = [lm.loss_fn(state.params, jax.tree.map(np.asarray, b), None) for b in batches]
+    got = make_eval_fn(lm.loss_fn, batches, batch_sharding=sharding)(state)
+    want = (per[0][0] + per[1][0]) / (per[0][1]["tokens"] + per[1][1]["tokens"])
+    np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
+    with pytest.raises(ValueError, match="batches is empty"):
+        make_eval_fn(lm.loss_fn, [], batch_sharding=sharding)
+
+
+def test_ctrl_c_inside_a_donating_step_saves_nothing(tmp_path):
+    def interrupted(state, batch):
+        STEP(state, batch)  # donates the state's buffers, then the "user" presses Ctrl-C
+        raise KeyboardInterrupt
+
+    with Checkpointer(tmp_path) as ckpt:
+        with pytest.raises(KeyboardInterrupt):
+            fit(interrupted, _state(), lm.MarkovData(), num_steps=5, batch_sharding=batch_sharding(MESH),
+                checkpointer=ckpt, progress=False)  # fmt: skip
+        assert ckpt.all_steps() == []
 
 
 def test_fit_stops_when_data_ends(tmp_path):

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import tiny_mlp_lm as lm
+from . import tiny_mlp_lm as lm
 
 from lnemo.sharding import batch_sharding, make_mesh, param_shardings
 from lnemo.testing import count_compiles

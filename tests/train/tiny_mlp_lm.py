@@ -92,6 +92,9 @@ class MarkovData:
         mask = np.arange(self.seq)[None, :] < lengths[:, None]
         return {"tokens": tokens, "mask": mask}
 
+    def take(self, n):
+        return [next(self) for _ in range(n)]
+
     def get_state(self):
         return {"index": self.index}
 
