@@ -18,6 +18,9 @@ from lnemo.sharding import constrain
 from lnemo.types import Array
 
 _MASKED = -1e30
+#: Query-block length of causal self-attention without a cache: block i attends only to keys < its end, so
+#: about half of the T x T score matrix is never computed.
+CAUSAL_BLOCK = 128
 
 
 def attention_mask(q_segment_BxT: Array, kv_segment_BxS: Array, q_slot_T: Array, kv_slot_S: Array) -> Array:
@@ -43,6 +46,18 @@ def dot_product_attention(q_BxTxHxHd: Array, k_BxSxGxHd: Array, v_BxSxGxHd: Arra
     out = jnp.einsum("bgrts,bsgd->btgrd", probs.astype(dtype), v_BxSxGxHd.astype(dtype),
                      preferred_element_type=jnp.float32)
     return out.astype(dtype).reshape(b, t, h, hd)
+
+
+def blocked_causal_attention(q_BxTxHxHd: Array, k_BxTxGxHd: Array, v_BxTxGxHd: Array, mask_BxTxT: Array,
+                             dtype: jnp.dtype, block: int = CAUSAL_BLOCK) -> Array:
+    """Causal self-attention computed by query blocks that skip the keys after the block (exact)."""
+    t = q_BxTxHxHd.shape[1]
+    outs = []
+    for start in range(0, t, block):
+        end = min(start + block, t)
+        outs.append(dot_product_attention(q_BxTxHxHd[:, start:end], k_BxTxGxHd[:, :end], v_BxTxGxHd[:, :end],
+                                          mask_BxTxT[:, start:end, :end], dtype))
+    return jnp.concatenate(outs, axis=1)
 
 
 class Attention(nn.Module):
@@ -83,7 +98,10 @@ class Attention(nn.Module):
             kv_slot = jnp.arange(cache.k.shape[1])
             new_cache = LayerCache(k_all, v_all, seg_all, end + t)
         mask = attention_mask(segment_BxT, seg_all, q_slot, kv_slot)
-        out = dot_product_attention(q, k_all, v_all, mask, dt)
+        if cache is None and t > CAUSAL_BLOCK:
+            out = blocked_causal_attention(q, k, v, mask, dt)
+        else:
+            out = dot_product_attention(q, k_all, v_all, mask, dt)
         y = project(out, wo, "btnh,nhd->btd", dt)
         return constrain(y, ("batch", "sequence", "embed")), new_cache
 

@@ -172,3 +172,17 @@ def test_bad_tokens_are_rejected(model):
         eager_forward(cfg, params, jnp.zeros((2, 3)))
     with pytest.raises(ValueError, match="positions shape"):
         forward(cfg, params, jnp.zeros((2, 3), jnp.int32), positions=jnp.zeros((2, 4), jnp.int32))
+
+
+def test_blocked_causal_attention_is_exact():
+    from lnemo.models.attention import attention_mask, blocked_causal_attention, dot_product_attention
+
+    b, t, h, g, hd = 2, 37, 4, 2, 8
+    keys = jax.random.split(jax.random.key(7), 3)
+    q = jax.random.normal(keys[0], (b, t, h, hd))
+    k = jax.random.normal(keys[1], (b, t, g, hd))
+    v = jax.random.normal(keys[2], (b, t, g, hd))
+    seg = jnp.array([[1] * 20 + [2] * 15 + [0] * 2, [1] * 37])
+    mask = attention_mask(seg, seg, jnp.arange(t), jnp.arange(t))
+    full = dot_product_attention(q, k, v, mask, jnp.float32)
+    np.testing.assert_allclose(blocked_causal_attention(q, k, v, mask, jnp.float32, block=8), full, atol=1e-5)
