@@ -30,7 +30,17 @@ def global_batch(local_batch: Mapping[str, np.ndarray], sharding: jax.sharding.S
     Returns:
       The same dict of global ``jax.Array``.
     """
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+    def place(path: Any, x: np.ndarray) -> jax.Array:
+        try:
+            return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+        except ValueError as err:
+            raise ValueError(
+                f"global_batch: batch{jax.tree_util.keystr(path)} of local shape {np.shape(x)} does not fit the "
+                f"batch sharding {sharding}: {err}"
+            ) from err
+
+    return jax.tree_util.tree_map_with_path(place, local_batch)
 
 
 def _save(checkpointer: Checkpointer, state: TrainState, data: Any, step: int) -> None:

@@ -116,6 +116,12 @@ def test_ctrl_c_inside_a_donating_step_saves_nothing(tmp_path):
         assert ckpt.all_steps() == []
 
 
+def test_global_batch_names_a_batch_that_does_not_divide():
+    with pytest.raises(ValueError, match=r"batch\['mask'\] of local shape \(6, 9\) does not fit"):
+        fit(STEP, _state(), iter([next(lm.MarkovData(batch=6))]), num_steps=1, batch_sharding=batch_sharding(MESH),
+            progress=False)  # fmt: skip
+
+
 def test_fit_stops_when_data_ends(tmp_path):
     data = (next(lm.MarkovData()) for _ in range(3))
     writer = JsonlWriter(tmp_path / "m.jsonl")
