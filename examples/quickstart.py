@@ -15,10 +15,10 @@ import argparse
 import sys
 
 import jax
-import jax.numpy as jnp
 
 from lnemo import perf
-from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost, forward, init, init_cache
+from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost, init
+from lnemo.models.speed import measure_phase_times, predict_phase_times
 
 STAGES = ("models",)
 
@@ -47,17 +47,6 @@ def print_table(name: str, config: ModelConfig, context: int) -> None:
               f"{row['flops_per_token']:>12,}")
 
 
-def measure(config: ModelConfig, params, *, batch: int, seq_len: int) -> dict[str, float]:
-    """Median seconds of a prefill of ``batch x seq_len`` and of one decode step at that context."""
-    tokens = jax.random.randint(jax.random.key(0), (batch, seq_len), 0, config.vocab_size)
-    prefill = jax.jit(lambda p, t: forward(config, p, t).logits)
-    step = jax.jit(lambda p, t, c: forward(config, p, t, cache=c).logits)
-    cache = init_cache(config, batch, seq_len + 1)
-    cache = jax.jit(lambda p, t, c: forward(config, p, t, cache=c).cache)(params, tokens, cache)
-    one = tokens[:, :1]
-    return {"prefill_s": perf.time_fn(prefill, params, tokens), "decode_s": perf.time_fn(step, params, one, cache)}
-
-
 def stage_models(args: argparse.Namespace) -> dict[str, float]:
     layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
     parent = getattr(ModelConfig, args.preset)(**layers)
@@ -68,27 +57,19 @@ def stage_models(args: argparse.Namespace) -> dict[str, float]:
     c_params = init(child, jax.random.key(1))
     peak = perf.matmul_ceiling(n=1024)
     bandwidth = perf.memory_bandwidth(megabytes=128)
-
-    def predicted(cfg: ModelConfig) -> dict[str, float]:
-        b, t = args.batch, args.seq_len
-        prefill_flops = b * t * cost.prefill_flops_per_token(cfg, t)
-        decode_flops = b * cost.decode_flops_per_token(cfg, t + 1)
-        decode_bytes = cost.decode_bytes_per_step(cfg, batch=b, context=t + 1)
-        return {"prefill_s": prefill_flops / peak,
-                "decode_s": perf.roofline_seconds(decode_flops, decode_bytes, peak_flops=peak, bandwidth=bandwidth)}
-
-    mp, mc = measure(parent, p_params, batch=args.batch, seq_len=args.seq_len), \
-        measure(child, c_params, batch=args.batch, seq_len=args.seq_len)
-    pp, pc = predicted(parent), predicted(child)
+    shape = dict(batch=args.batch, seq_len=args.seq_len)
+    mp, mc = measure_phase_times(parent, p_params, **shape), measure_phase_times(child, c_params, **shape)
+    pp = predict_phase_times(parent, peak_flops=peak, bandwidth=bandwidth, **shape)
+    pc = predict_phase_times(child, peak_flops=peak, bandwidth=bandwidth, **shape)
     out = {
-        "prefill_speedup_measured": mp["prefill_s"] / mc["prefill_s"],
-        "prefill_speedup_predicted": pp["prefill_s"] / pc["prefill_s"],
-        "decode_step_speedup_measured": mp["decode_s"] / mc["decode_s"],
-        "decode_step_speedup_predicted": pp["decode_s"] / pc["decode_s"],
+        "prefill_speedup_measured": mp.prefill_s / mc.prefill_s,
+        "prefill_speedup_predicted": pp.prefill_s / pc.prefill_s,
+        "decode_step_speedup_measured": mp.decode_s / mc.decode_s,
+        "decode_step_speedup_predicted": pp.decode_s / pc.decode_s,
     }
     print(f"\nchild over parent, batch {args.batch}, context {args.seq_len} "
-          f"(prediction: FLOPs for prefill, roofline with the measured {peak / 1e9:.0f} GFLOP/s and "
-          f"{bandwidth / 1e9:.0f} GB/s for decode):")
+          f"(prediction: roofline with the measured {peak / 1e9:.0f} GFLOP/s and "
+          f"{bandwidth / 1e9:.0f} GB/s):")
     print(f"  prefill     speed-up {out['prefill_speedup_measured']:.2f}x  (predicted {out['prefill_speedup_predicted']:.2f}x)")
     print(f"  decode step speed-up {out['decode_step_speedup_measured']:.2f}x  (predicted {out['decode_step_speedup_predicted']:.2f}x)")
     return out
