@@ -1,10 +1,10 @@
 """Checkpoints of train state, data-iterator state and run config with orbax.
 
 A checkpoint step directory holds three items: ``state`` (any array pytree, normally a
-``TrainState``; orbax ``StandardSave``), ``data`` (the data iterator's JSON state, e.g. a grain
-iterator's ``get_state()``) and ``config`` (the run config as JSON). Restoring the state onto a
-target tree that carries shardings places every array directly in its target layout, on the
-same mesh or on a different one.
+``TrainState``; orbax ``StandardSave``), ``data`` (the data iterators' JSON states, e.g. a grain
+iterator's ``get_state()``, one per process) and ``config`` (the run config as JSON). Restoring
+the state onto a target tree that carries shardings places every array directly in its target
+layout, on the same mesh or on a different one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from lnemo.types import PyTree
 
@@ -26,7 +28,7 @@ class Restored(NamedTuple):
     Attributes:
       step: the restored step.
       state: the state pytree, laid out as the restore target asked.
-      data_state: the data-iterator state saved with it (``None`` if none was given).
+      data_state: this process's data-iterator state saved with it (``None`` if none was given).
       config: the run config saved with it (``None`` if none was given).
     """
 
@@ -41,6 +43,18 @@ def _check_json(value: Any, what: str) -> None:
         json.dumps(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"Checkpointer: {what} must be JSON-serialisable; {err}") from err
+
+
+def _gather_json(value: Any) -> list[Any]:
+    """Every process's JSON value, in process order (a collective: all processes must call it)."""
+    if jax.process_count() == 1:
+        return [value]
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    lengths = multihost_utils.process_allgather(np.array([data.size], np.int32)).reshape(-1)
+    padded = np.zeros(int(lengths.max()), np.uint8)
+    padded[: data.size] = data
+    rows = multihost_utils.process_allgather(padded)
+    return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
 
 
 def _as_target(leaf: Any) -> Any:
@@ -102,7 +116,9 @@ class Checkpointer:
         Args:
           step: the step number; must be newer than every existing step.
           state: pytree of arrays (a ``TrainState``).
-          data_state: JSON-serialisable data-iterator state, e.g. a grain iterator's ``get_state()``.
+          data_state: this process's JSON-serialisable data-iterator state, e.g. a grain
+            iterator's ``get_state()``. Each process's state is kept (they differ when every
+            process reads its own shard) and ``restore`` hands each process its own.
         """
         latest = self.latest_step()
         if latest is not None and step <= latest:
@@ -113,13 +129,13 @@ class Checkpointer:
         _check_json(data_state, "data_state")
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({"data_state": data_state}),
+            data=ocp.args.JsonSave({"data_states": _gather_json(data_state)}),
             config=ocp.args.JsonSave({"config": self._config}),
         )
         if not self._manager.save(step, args=args, force=True):
             raise RuntimeError(f"Checkpointer.save: orbax declined to save step {step} in {self.directory}")
 
-    def restore(self, target: PyTree, *, step: int | None = None) -> Restored:
+    def restore(self, target: PyTree, *, step: int | None = None, ignore_data_state: bool = False) -> Restored:
         """Restore a step onto ``target``'s structure, dtypes and shardings.
 
         Args:
@@ -127,6 +143,8 @@ class Checkpointer:
             ``lnemo.train.abstract_train_state``) or of arrays, whose shardings are reused. The
             shardings may be on a different mesh from the one the checkpoint was saved on.
           step: the step to restore; default the latest.
+          ignore_data_state: return ``data_state=None`` instead of this process's saved data
+            state; needed when the number of processes changed since the save.
 
         Returns:
           ``Restored(step, state, data_state, config)``.
@@ -147,7 +165,18 @@ class Checkpointer:
             config=ocp.args.JsonRestore(),
         )
         out = self._manager.restore(step, args=args)
-        return Restored(step, out.state, out.data["data_state"], out.config["config"])
+        data_states = out.data["data_states"]
+        if ignore_data_state or all(d is None for d in data_states):
+            data_state = None
+        elif len(data_states) != jax.process_count():
+            raise ValueError(
+                f"Checkpointer.restore: step {step} in {self.directory} holds the data states of "
+                f"{len(data_states)} processes but this run has {jax.process_count()}; pass "
+                "ignore_data_state=True to restore only the train state and start the data afresh"
+            )
+        else:
+            data_state = data_states[jax.process_index()]
+        return Restored(step, out.state, data_state, out.config["config"])
 
     def wait_until_finished(self) -> None:
         """Block until every pending save is committed."""

@@ -1,3 +1,10 @@
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,6 +13,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lnemo import checkpoint
 from lnemo.checkpoint import Checkpointer
 from lnemo.sharding import make_mesh, param_shardings, with_shardings
 from lnemo.train import TrainState, init_train_state, train_state_shardings
@@ -110,3 +118,35 @@ def test_clear_errors(tmp_path):
         Checkpointer(tmp_path / "x", config={"dtype": jnp.float32})
     with pytest.raises(ValueError, match="max_to_keep must be >= 1"):
         Checkpointer(tmp_path / "y", max_to_keep=0)
+
+
+def test_restore_refuses_data_states_of_another_process_count(tmp_path, monkeypatch):
+    state, _ = _state_on(make_mesh({"data": -1}))
+    monkeypatch.setattr(checkpoint, "_gather_json", lambda value: [value, {"index": 99}])
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, state, data_state={"index": 1})
+        with pytest.raises(ValueError, match="data states of 2 processes but this run has 1"):
+            ckpt.restore(state)
+        restored = ckpt.restore(state, ignore_data_state=True)
+    assert restored.data_state is None
+    _assert_same_values(restored.state, state)
+
+
+@pytest.mark.slow
+def test_two_processes_save_and_restore_their_own_data_states(tmp_path):
+    script = pathlib.Path(__file__).parent / "train" / "multiprocess_checkpoint_run.py"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": f"{script.parents[2]}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(i), str(port), str(tmp_path / "ckpt")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(line[len("RESULT ") :]) for out, _ in outs for line in out.splitlines() if line.startswith("RESULT ")]
+    assert [r["data_state"] for r in results] == [{"process": 0, "rows": [0]}, {"process": 1, "rows": [0, 1]}]
+    assert all(r["w_equal"] and r["w_sharded"] and r["config"] == {"processes": 2} for r in results)
