@@ -54,7 +54,7 @@ def _gather_json(value: Any) -> list[Any]:
     padded = np.zeros(int(lengths.max()), np.uint8)
     padded[: data.size] = data
     rows = multihost_utils.process_allgather(padded)
-    return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths)]
+    return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths, strict=True)]
 
 
 def _as_target(leaf: Any) -> Any:

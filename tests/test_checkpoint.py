@@ -145,8 +145,9 @@ def test_two_processes_save_and_restore_their_own_data_states(tmp_path):
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    results = [json.loads(line[len("RESULT ") :]) for out, _ in outs for line in out.splitlines() if line.startswith("RESULT ")]
+    lines = [line for out, _ in outs for line in out.splitlines() if line.startswith("RESULT ")]
+    results = [json.loads(line[len("RESULT ") :]) for line in lines]
     assert [r["data_state"] for r in results] == [{"process": 0, "rows": [0]}, {"process": 1, "rows": [0, 1]}]
     assert all(r["w_equal"] and r["w_sharded"] and r["config"] == {"processes": 2} for r in results)

@@ -67,7 +67,7 @@ def param_shardings(
 
     leaves = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
     axes_leaves = jax.tree.leaves(logical_axes, is_leaf=_is_axes)
-    return jax.tree.unflatten(params_def, [one(p, x, n) for (p, x), n in zip(leaves, axes_leaves)])
+    return jax.tree.unflatten(params_def, [one(p, x, n) for (p, x), n in zip(leaves, axes_leaves, strict=True)])
 
 
 def opt_state_shardings(

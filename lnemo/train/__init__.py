@@ -34,4 +34,5 @@ __all__ = [
     "make_train_step",
     "train_state_shardings",
     "warmup_cosine",
+    "with_compute_dtype",
 ]

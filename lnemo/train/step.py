@@ -43,7 +43,8 @@ def make_train_step(
     losses of its (micro-)batch and ``aux["tokens"]``, the number of tokens in that sum. Over the
     ``k = accum_steps`` micro-batches of a window the step applies
 
-    $$ g = \\frac{\\sum_{i=1}^{k} \\nabla_\\theta \\, \\mathrm{loss\\_sum}_i}{\\max(1, \\sum_{i=1}^{k} \\mathrm{tokens}_i)}, $$
+    $$ g = \\frac{\\sum_{i=1}^{k} \\nabla_\\theta \\, \\mathrm{loss\\_sum}_i}
+                {\\max(1, \\sum_{i=1}^{k} \\mathrm{tokens}_i)}, $$
 
     the gradient of the token mean over the whole window, whatever the padding per micro-batch.
     Every ``aux`` entry is summed over the window (so return sums, e.g. ``z_loss_sum``,

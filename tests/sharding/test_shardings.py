@@ -42,7 +42,7 @@ MESHES = [(8, 1, 1), (2, 2, 2), (1, 1, 8), (1, 8, 1), (2, 1, 4)]
 
 
 def _mesh(shape):
-    return make_mesh(dict(zip(("data", "fsdp", "tensor"), shape)))
+    return make_mesh(dict(zip(("data", "fsdp", "tensor"), shape, strict=True)))
 
 
 def _specs(shardings):
@@ -72,7 +72,7 @@ def test_param_shardings_place_every_param(mesh_shape):
     shardings = param_shardings(ABSTRACT, AXES, mesh)
     params = jax.tree.map(lambda a: jnp.arange(math.prod(a.shape), dtype=jnp.float32).reshape(a.shape), ABSTRACT)
     placed = jax.device_put(params, shardings)
-    for p, x in zip(jax.tree.leaves(params), jax.tree.leaves(placed)):
+    for p, x in zip(jax.tree.leaves(params), jax.tree.leaves(placed), strict=True):
         assert (jax.device_get(x) == jax.device_get(p)).all()
     # FSDP actually shards the embed dimension when the mesh has an fsdp axis.
     if mesh_shape[1] > 1:
@@ -110,7 +110,7 @@ def test_param_shardings_always_valid(mesh_index, shape, names):
     sharding = param_shardings(abstract, {"w": tuple(names[: len(shape)])}, mesh)["w"]
     used = [a for entry in sharding.spec if entry for a in ((entry,) if isinstance(entry, str) else entry)]
     assert len(used) == len(set(used))
-    for dim, entry in zip(shape, sharding.spec):
+    for dim, entry in zip(shape, sharding.spec, strict=True):
         axes = () if entry is None else (entry,) if isinstance(entry, str) else entry
         assert dim % math.prod(mesh.shape[a] for a in axes) == 0
 

@@ -26,6 +26,6 @@ def test_with_compute_dtype_computes_in_bf16_and_returns_float32_grads():
     grads_fp32 = grad_fn(params, loss_fn)
     assert dtypes == [{jnp.dtype(jnp.bfloat16)}, {jnp.dtype(jnp.float32)}]
     assert {g.dtype for g in jax.tree.leaves(grads_bf16)} == {jnp.dtype(jnp.float32)}
-    for a, b in zip(jax.tree.leaves(grads_bf16), jax.tree.leaves(grads_fp32)):
+    for a, b in zip(jax.tree.leaves(grads_bf16), jax.tree.leaves(grads_fp32), strict=True):
         np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02 * float(jnp.max(jnp.abs(b))))
         assert not np.array_equal(a, b)  # the bf16 rounding is really there

@@ -3,7 +3,6 @@ import json
 import jax
 import numpy as np
 import pytest
-from . import tiny_mlp_lm as lm
 
 from lnemo.checkpoint import Checkpointer
 from lnemo.sharding import batch_sharding, make_mesh, param_shardings
@@ -18,6 +17,8 @@ from lnemo.train import (
     make_train_step,
     train_state_shardings,
 )
+
+from . import tiny_mlp_lm as lm
 
 MESH = make_mesh({"data": 4, "fsdp": 2, "tensor": 1})
 TX = adamw(3e-2, weight_decay=0.0)

@@ -3,7 +3,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from . import tiny_mlp_lm as lm
 
 from lnemo.sharding import batch_sharding, make_mesh, param_shardings
 from lnemo.testing import count_compiles
@@ -17,6 +16,7 @@ from lnemo.train import (
     warmup_cosine,
 )
 
+from . import tiny_mlp_lm as lm
 
 SGD_STEP = jax.jit(make_train_step(lm.loss_fn, optax.sgd(1.0)))
 
