@@ -216,8 +216,8 @@ def chunked_distill_from_hidden(
       >>> kl_BxT = chunked_distill_from_hidden(h_s, w_s, h_t, w_t, where=mask_BxT, chunk_size=128)
 
     References:
-      Puzzle global KD logit term, arXiv 2411.19146 (reference sheet §6.8); the materialised full-vocabulary softmax is the
-      usual KD memory bug (reference sheet §13).
+      Puzzle global KD logit term, arXiv 2411.19146 (reference sheet §6.8); the materialised
+      full-vocabulary softmax is the usual KD memory bug (reference sheet §13).
     """
     _check_kernel(student_hidden_xD, student_kernel_DxV, "student_kernel_DxV")
     _check_kernel(teacher_hidden_xD, teacher_kernel_DxV, "teacher_kernel_DxV")

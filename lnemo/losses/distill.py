@@ -35,7 +35,9 @@ def _logprobs(student_logits_xV: Array, teacher_logits_xV: Array, where: Array |
     return jax.nn.log_softmax(student_xV, axis=-1), jax.nn.log_softmax(teacher_xV, axis=-1)
 
 
-def forward_kl(student_logits_xV: Array, teacher_logits_xV: Array, *, where: Array | None = None, axis: int = -1) -> Array:
+def forward_kl(
+    student_logits_xV: Array, teacher_logits_xV: Array, *, where: Array | None = None, axis: int = -1
+) -> Array:
     """Forward KL divergence from the teacher to the student, per token (mode-covering).
 
     $$\\mathrm{KL}(p\\,\\|\\,q) = \\sum_v p_v (\\log p_v - \\log q_v)$$
@@ -61,7 +63,9 @@ def forward_kl(student_logits_xV: Array, teacher_logits_xV: Array, *, where: Arr
     return masked(kl_from_logprobs(logp, logq), where)
 
 
-def reverse_kl(student_logits_xV: Array, teacher_logits_xV: Array, *, where: Array | None = None, axis: int = -1) -> Array:
+def reverse_kl(
+    student_logits_xV: Array, teacher_logits_xV: Array, *, where: Array | None = None, axis: int = -1
+) -> Array:
     """Reverse KL divergence from the student to the teacher, per token (mode-seeking).
 
     $$\\mathrm{KL}(q\\,\\|\\,p) = \\sum_v q_v (\\log q_v - \\log p_v)$$

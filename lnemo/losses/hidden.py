@@ -175,13 +175,16 @@ def layer_pairs_loss(
       (B, T)
 
     References:
-      Puzzle global KD, arXiv 2411.19146 (reference sheet §6.8): $\\sum_l (1 - \\cos(h_c^l, h_p^l)) + \\mathrm{KL}(p\\|q)$.
+      Puzzle global KD, arXiv 2411.19146 (reference sheet §6.8):
+      $\\sum_l (1 - \\cos(h_c^l, h_p^l)) + \\mathrm{KL}(p\\|q)$.
     """
     pairs = [tuple(pair) for pair in pairs]
     if not pairs:
         raise ValueError("pairs must name at least one (student_index, teacher_index) pair, got []")
     for i, j in pairs:
-        if not (-len(student_hiddens) <= i < len(student_hiddens) and -len(teacher_hiddens) <= j < len(teacher_hiddens)):
+        if not (
+            -len(student_hiddens) <= i < len(student_hiddens) and -len(teacher_hiddens) <= j < len(teacher_hiddens)
+        ):
             raise ValueError(
                 f"pairs entry {(i, j)} out of range for {len(student_hiddens)} student and "
                 f"{len(teacher_hiddens)} teacher layers"

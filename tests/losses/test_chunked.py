@@ -59,23 +59,19 @@ def test_chunked_logit_losses_match_unchunked_with_grads(name, chunk_size):
     _close(out, chunk_out)
 
 
-def test_chunked_token_losses_and_cached_top_k():
+def test_chunked_token_and_hidden_losses():
     d = _data()
-    s, t = d["hs"] @ d["ws"], d["ht"] @ d["wt"]
-    ids, logprobs = distill.teacher_top_k(t, k=3)
-    cases = [
-        (lm.token_cross_entropy, (s, d["labels"])),
-        (lm.token_logprobs, (s, d["labels"])),
-        (lm.z_loss, (s,)),
-        (functools.partial(distill.top_k_distill_from_cache, tail=True), (s, ids, logprobs)),
-        (hidden.cosine_distance, (d["hs"], d["hs"][::-1])),
-    ]
-    for fn, args in cases:
-        grad = jax.jit(jax.value_and_grad(lambda s, *rest: jnp.sum(fn(s, *rest, where=d["where"]) ** 2)))
-        chunk_grad = jax.jit(
-            jax.value_and_grad(lambda s, *rest: jnp.sum(ch.chunked_loss(fn, chunk_size=3)(s, *rest, where=d["where"]) ** 2))
+    s = d["hs"] @ d["ws"]
+
+    def check(fn, first, *rest):
+        plain = jax.jit(jax.value_and_grad(lambda x, *r: jnp.sum(fn(x, *r, where=d["where"]) ** 2)))
+        chunk = jax.jit(
+            jax.value_and_grad(lambda x, *r: jnp.sum(ch.chunked_loss(fn, chunk_size=3)(x, *r, where=d["where"]) ** 2))
         )
-        _close(grad(*args), chunk_grad(*args))
+        _close(plain(first, *rest), chunk(first, *rest))
+
+    check(lm.token_cross_entropy, s, d["labels"])
+    check(hidden.cosine_distance, d["hs"], d["hs"][::-1])
 
 
 def test_chunked_leading_shapes_and_eager():
@@ -83,9 +79,10 @@ def test_chunked_leading_shapes_and_eager():
     s, t = d["hs"] @ d["ws"], d["ht"] @ d["wt"]
     kl = ch.chunked_loss(distill.forward_kl, chunk_size=2)
     _close(kl(s, t, where=d["where"]), distill.forward_kl(s, t, where=d["where"]))  # eager
-    _close(kl(s[0, 0], t[0, 0]), distill.forward_kl(s[0, 0], t[0, 0]))  # lead (T,)
-    _close(kl(s[0, 0, 0], t[0, 0, 0]), distill.forward_kl(s[0, 0, 0], t[0, 0, 0]))  # lead ()
-    _close(kl(s, t, where=d["where"][0, 0]), distill.forward_kl(s, t, where=d["where"][0, 0]))  # broadcast mask
+    jit_kl = jax.jit(kl)
+    _close(jit_kl(s[0, 0], t[0, 0]), distill.forward_kl(s[0, 0], t[0, 0]))  # lead (T,)
+    _close(jit_kl(s[0, 0, 0], t[0, 0, 0]), distill.forward_kl(s[0, 0, 0], t[0, 0, 0]))  # lead ()
+    _close(jit_kl(s, t, where=d["where"][0, 0]), distill.forward_kl(s, t, where=d["where"][0, 0]))  # broadcast mask
 
 
 def _unchunked_ce(hs, ws, labels, where):
@@ -103,19 +100,25 @@ def test_cross_entropy_logprobs_lse_from_hidden(vocab_chunk_size):
             return jax.value_and_grad(lambda hs, ws: jnp.sum(fn(hs, ws) ** 2), argnums=(0, 1))(hs, ws)
 
         return [
-            (grads(lambda h, w: _unchunked_ce(h, w, labels, where)),
-             grads(lambda h, w: ch.chunked_cross_entropy_from_hidden(h, w, labels, where=where, **kw))),
-            (grads(lambda h, w: lm.token_logprobs(h @ w, labels, where=where)),
-             grads(lambda h, w: ch.chunked_token_logprobs_from_hidden(h, w, labels, where=where, **kw))),
-            (grads(lambda h, w: jax.nn.logsumexp(h @ w, axis=-1) * where),
-             grads(lambda h, w: ch.chunked_logsumexp_from_hidden(h, w, where=where, **kw))),
+            (
+                grads(lambda h, w: _unchunked_ce(h, w, labels, where)),
+                grads(lambda h, w: ch.chunked_cross_entropy_from_hidden(h, w, labels, where=where, **kw)),
+            ),
+            (
+                grads(lambda h, w: lm.token_logprobs(h @ w, labels, where=where)),
+                grads(lambda h, w: ch.chunked_token_logprobs_from_hidden(h, w, labels, where=where, **kw)),
+            ),
+            (
+                grads(lambda h, w: jax.nn.logsumexp(h @ w, axis=-1) * where),
+                grads(lambda h, w: ch.chunked_logsumexp_from_hidden(h, w, where=where, **kw)),
+            ),
         ]
 
     for plain, chunk in all_losses(d["hs"], d["ws"], d["labels"], d["where"]):
         _close(plain, chunk)
 
 
-@pytest.mark.parametrize("name", ["forward_kl", "jsd", "top_k_tail", "tempered_kl"])
+@pytest.mark.parametrize("name", ["forward_kl", "tempered_kl"])
 def test_distill_from_hidden_matches_with_grads(name):
     fn, d = LOGIT_LOSSES[name], _data()
 
@@ -126,7 +129,9 @@ def test_distill_from_hidden_matches_with_grads(name):
 
         plain = grads(lambda hs, ws, ht, wt: fn(hs @ ws, ht @ wt, where=where))
         chunk = grads(
-            lambda hs, ws, ht, wt: ch.chunked_distill_from_hidden(hs, ws, ht, wt, divergence=fn, where=where, chunk_size=3)
+            lambda hs, ws, ht, wt: ch.chunked_distill_from_hidden(
+                hs, ws, ht, wt, divergence=fn, where=where, chunk_size=3
+            )
         )
         return plain, chunk
 
@@ -138,7 +143,7 @@ def test_distill_from_hidden_matches_with_grads(name):
 def test_chunked_from_hidden_with_cached_top_k():
     d = _data()
     ids, logprobs = distill.teacher_top_k(d["ht"] @ d["wt"], k=5)
-    loss = functools.partial(distill.top_k_distill_from_cache, tail=True)
+    loss = distill.top_k_distill_from_cache
 
     @jax.jit
     def both(hs, ws, ids, logprobs, where):
@@ -221,7 +226,9 @@ def test_memory_is_bounded_by_one_chunk():
     assert kl_chunked <= 6 * chunk_logits
     ce_vocab_chunked = temp_bytes(
         lambda hs, ws, y: ch.chunked_cross_entropy_from_hidden(hs, ws, y, chunk_size=chunk, vocab_chunk_size=256).sum(),
-        hs, ws, labels,
+        hs,
+        ws,
+        labels,
     )
     assert ce_vocab_chunked <= 2 * chunk_logits
 
@@ -243,7 +250,11 @@ def test_sharded_equals_unsharded():
 
     args = (d["hs"], ws, d["ht"], wt, d["labels"], d["where"])
     sharded = (
-        put(d["hs"], "data"), put(ws, None, "model"), put(d["ht"], "data"), put(wt, None, "model"),
-        put(d["labels"], "data"), put(d["where"], "data"),
+        put(d["hs"], "data"),
+        put(ws, None, "model"),
+        put(d["ht"], "data"),
+        put(wt, None, "model"),
+        put(d["labels"], "data"),
+        put(d["where"], "data"),
     )
     _close(loss(*args), loss(*sharded))

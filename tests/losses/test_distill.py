@@ -5,7 +5,6 @@ import math
 
 import hypothesis.extra.numpy as hnp
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -204,7 +203,9 @@ def test_teacher_top_k_and_hand_value():
     # with the tail bin: p = (0.4, 0.3, 0.3), q = (0.25, 0.25, 0.5)
     expected_tail = 0.4 * math.log(0.4 / 0.25) + 0.3 * math.log(0.3 / 0.25) + 0.3 * math.log(0.3 / 0.5)
     np.testing.assert_allclose(distill.top_k_distill(s, t, k=2, tail=True), [expected_tail], rtol=1e-5)
-    np.testing.assert_allclose(distill.top_k_distill_from_cache(s, ids, logprobs, tail=True), [expected_tail], rtol=1e-5)
+    np.testing.assert_allclose(
+        distill.top_k_distill_from_cache(s, ids, logprobs, tail=True), [expected_tail], rtol=1e-5
+    )
 
 
 def test_top_k_float64_reference_with_tail_and_divergence():
@@ -229,11 +230,12 @@ def test_top_k_float64_reference_with_tail_and_divergence():
 def test_top_k_gradient_flows_only_through_student_kept_ids_without_tail():
     s, t, _ = _data()
     ids, logprobs = distill.teacher_top_k(t, k=3)
-    grad = np.asarray(jax.grad(lambda s: distill.top_k_distill_from_cache(s, ids, logprobs).sum())(s))
+    grad = np.asarray(jax.jit(jax.grad(lambda s: distill.top_k_distill_from_cache(s, ids, logprobs).sum()))(s))
     kept = np.zeros_like(grad, bool)
     np.put_along_axis(kept, np.asarray(ids), True, axis=-1)
     assert np.all(grad[~kept] == 0) and np.any(grad[kept] != 0)
-    tail_grad = np.asarray(jax.grad(lambda s: distill.top_k_distill_from_cache(s, ids, logprobs, tail=True).sum())(s))
+    tail_loss = jax.jit(jax.grad(lambda s: distill.top_k_distill_from_cache(s, ids, logprobs, tail=True).sum()))
+    tail_grad = np.asarray(tail_loss(s))
     assert np.all(np.isfinite(tail_grad)) and np.any(tail_grad[~kept] != 0)
 
 
@@ -275,17 +277,22 @@ def test_property_padding_invariance(s, t, pad):
     where = np.array([True] * 3 + [False] * 2)
     padded = _all_values_and_grads(np.concatenate([s, pad]), np.concatenate([t, pad[::-1]]), where)
     plain = _all_values_and_grads(s, t, np.ones(3, bool))
-    for (value, grad), (value0, grad0) in zip(padded, plain):
+    for (value, grad), (value0, grad0) in zip(padded, plain, strict=True):
         np.testing.assert_allclose(value, value0, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(grad[:3], grad0, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(grad[3:], 0)
 
 
 @settings(max_examples=25, deadline=None)
-@given(s=hnp.arrays(np.float32, (3, V), elements=st.floats(-30, 30, width=32)), t=hnp.arrays(np.float32, (3, V), elements=st.floats(-30, 30, width=32)))
+@given(
+    s=hnp.arrays(np.float32, (3, V), elements=st.floats(-30, 30, width=32)),
+    t=hnp.arrays(np.float32, (3, V), elements=st.floats(-30, 30, width=32)),
+)
 def test_property_matches_float64(s, t):
     got = _all_values_and_grads(s, t, np.ones(3, bool))
     logq, logp = _np_logsoftmax(s), _np_logsoftmax(t)
-    for (value, _), name in zip(got[:6], NAMES[:2] + ["jsd_0.5", "skew_kl", "skew_reverse_kl", "total_variation"]):
+    for (value, _), name in zip(
+        got[:6], NAMES[:2] + ["jsd_0.5", "skew_kl", "skew_reverse_kl", "total_variation"], strict=True
+    ):
         expected = REFERENCES[name][1](logq, logp).sum()
         np.testing.assert_allclose(value, expected, rtol=1e-3, atol=1e-4)

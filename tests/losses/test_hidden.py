@@ -4,7 +4,6 @@ import functools
 
 import hypothesis.extra.numpy as hnp
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -51,7 +50,9 @@ def test_hand_values():
     np.testing.assert_allclose(hidden.cosine_distance(e1, -e1), [2.0], atol=1e-6)
     np.testing.assert_allclose(hidden.mse(np.array([[1.0, 3.0]]), np.array([[0.0, 1.0]])), [2.5], rtol=1e-6)
     np.testing.assert_allclose(hidden.normalized_mse(np.zeros((1, 2)), np.array([[3.0, 4.0]]), eps=0.0), [1.0])
-    np.testing.assert_allclose(hidden.normalized_mse(np.array([[3.0, 3.0]]), np.array([[3.0, 4.0]])), [1 / 25], rtol=1e-5)
+    np.testing.assert_allclose(
+        hidden.normalized_mse(np.array([[3.0, 3.0]]), np.array([[3.0, 4.0]])), [1 / 25], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -107,7 +108,9 @@ def test_layer_pairs_loss_sums_pairs_with_projection():
     same_width = hidden.layer_pairs_loss(teacher, teacher[::-1], pairs=[(0, 4), (1, 1)], loss_fn=nmse)
     np.testing.assert_allclose(same_width, _np_nmse(teacher[1], teacher[3], eps=0.0), rtol=1e-5)
     mixed = hidden.layer_pairs_loss(student, student, pairs=[(0, 1), (2, 2)], projections=[None, kernel[:, :4]])
-    np.testing.assert_allclose(mixed, _np_cosine(student[0], student[1]) + _np_cosine(student[2] @ kernel[:, :4], student[2]), rtol=1e-5)
+    np.testing.assert_allclose(
+        mixed, _np_cosine(student[0], student[1]) + _np_cosine(student[2] @ kernel[:, :4], student[2]), rtol=1e-5
+    )
 
 
 def test_layer_pairs_projection_gets_gradients_teacher_does_not():
@@ -116,7 +119,9 @@ def test_layer_pairs_projection_gets_gradients_teacher_does_not():
     kernel = rng.standard_normal((4, 6))
 
     def loss(kernel, teacher):
-        return hidden.layer_pairs_loss(student, teacher, pairs=[(0, 0), (1, 1)], loss_fn=hidden.mse, projections=[kernel] * 2).sum()
+        return hidden.layer_pairs_loss(
+            student, teacher, pairs=[(0, 0), (1, 1)], loss_fn=hidden.mse, projections=[kernel] * 2
+        ).sum()
 
     grad_kernel, grad_teacher = jax.grad(loss, argnums=(0, 1))(kernel, teacher)
     assert np.all(np.isfinite(grad_kernel)) and np.any(np.asarray(grad_kernel) != 0)
@@ -153,7 +158,7 @@ def test_property_finite_on_extreme_states(s, t, where):
 @given(s=_states, t=_states, pad=hnp.arrays(np.float32, (2, D), elements=st.floats(-1e4, 1e4, width=32)))
 def test_property_padding_invariance(s, t, pad):
     padded = _values_and_grads(np.concatenate([s, pad]), np.concatenate([t, pad]), np.array([True] * 3 + [False] * 2))
-    for (value, grad), (value0, grad0) in zip(padded, _values_and_grads(s, t, np.ones(3, bool))):
+    for (value, grad), (value0, grad0) in zip(padded, _values_and_grads(s, t, np.ones(3, bool)), strict=True):
         np.testing.assert_allclose(value, value0, rtol=1e-6)
         np.testing.assert_allclose(grad[:3], grad0, rtol=1e-6)
         np.testing.assert_array_equal(grad[3:], 0)

@@ -59,12 +59,16 @@ def test_float32_output_from_bfloat16_logits():
     logits, tokens, _ = _data()
     out = token_cross_entropy(logits.astype(jnp.bfloat16), tokens)
     assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, -_np_logprobs(np.asarray(logits.astype(jnp.bfloat16), np.float32), tokens), atol=1e-5)
+    np.testing.assert_allclose(
+        out, -_np_logprobs(np.asarray(logits.astype(jnp.bfloat16), np.float32), tokens), atol=1e-5
+    )
 
 
 def test_jit_equals_eager():
     logits, tokens, where = _data()
-    np.testing.assert_allclose(token_logprobs(logits, tokens, where=where), lm.token_logprobs(logits, tokens, where=where), rtol=1e-6)
+    np.testing.assert_allclose(
+        token_logprobs(logits, tokens, where=where), lm.token_logprobs(logits, tokens, where=where), rtol=1e-6
+    )
     np.testing.assert_allclose(z_loss(logits, where=where), lm.z_loss(logits, where=where), rtol=1e-6)
 
 
@@ -81,7 +85,9 @@ def test_leading_batch_dims_and_axis():
     logits, tokens, _ = _data(shape=(2, 3, 4))
     flat = token_logprobs(logits.reshape(-1, 7), tokens.reshape(-1))
     np.testing.assert_allclose(token_logprobs(logits, tokens), flat.reshape(2, 3, 4), rtol=1e-6)
-    np.testing.assert_allclose(token_logprobs(jnp.moveaxis(logits, -1, 1), tokens, axis=1), flat.reshape(2, 3, 4), rtol=1e-6)
+    np.testing.assert_allclose(
+        token_logprobs(jnp.moveaxis(logits, -1, 1), tokens, axis=1), flat.reshape(2, 3, 4), rtol=1e-6
+    )
     np.testing.assert_allclose(token_logprobs(logits[0, 0, 0], tokens[0, 0, 0]), flat[0], rtol=1e-6)
 
 
@@ -116,6 +122,7 @@ _VOCAB = 6
 @jax.value_and_grad
 def _value_and_grad(logits, tokens, where):
     return jnp.sum(lm.token_cross_entropy(logits, tokens, where=where) + 1e-4 * lm.z_loss(logits, where=where))
+
 
 _logit = st.floats(-1e4, 1e4, width=32)
 
