@@ -1,19 +1,7 @@
-import importlib.util
-import pathlib
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_quickstart_models_stage_on_tiny(capsys):
+def test_quickstart_models_stage_on_tiny(capsys, load_example):
     quickstart = load_example("quickstart")
     results = quickstart.main(["--stages", "models", "--preset", "tiny", "--num-layers", "4", "--batch", "2", "--seq-len", "32"])
     out = capsys.readouterr().out
@@ -24,7 +12,7 @@ def test_quickstart_models_stage_on_tiny(capsys):
     assert all(v > 0 for v in figures.values())
 
 
-def test_quickstart_rejects_unknown_stage():
+def test_quickstart_rejects_unknown_stage(load_example):
     quickstart = load_example("quickstart")
     with pytest.raises(SystemExit):
         quickstart.main(["--stages", "nope"])
