@@ -174,9 +174,11 @@ def _log(writers: Sequence[MetricsWriter], bar: Any, step: int, record: dict[str
     for writer in writers:
         writer.write(step, record)
     if bar is not None:
-        shown = {"loss": record.get("loss")}
+        shown = {}
+        if "loss" in record:
+            shown["loss"] = f"{record['loss']:.4f}"
         if "tokens_per_sec" in record:
-            shown["tok/s"] = record["tokens_per_sec"]
+            shown["tok/s"] = f"{record['tokens_per_sec']:,.0f}"
         if "mfu" in record:
-            shown["mfu"] = record["mfu"]
-        bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
+            shown["mfu"] = f"{record['mfu']:.1%}"
+        bar.set_postfix(shown, refresh=False)
