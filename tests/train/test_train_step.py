@@ -1,8 +1,12 @@
+import functools
+
+import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
 
 from lnemo.sharding import batch_sharding, make_mesh, param_shardings
 from lnemo.testing import count_compiles
@@ -62,6 +66,24 @@ def test_accumulation_equals_one_big_batch(accum_steps):
     np.testing.assert_allclose(acc_metrics["loss"], big_metrics["loss"], rtol=1e-6)
     np.testing.assert_allclose(acc_metrics["grad_norm"], big_metrics["grad_norm"], rtol=1e-5)
     assert int(acc_metrics["tokens"]) == int(big_metrics["tokens"])
+
+
+_sgd_state = functools.cache(_state)
+SGD_ACCUM4_STEP = jax.jit(make_train_step(lm.loss_fn, optax.sgd(1.0), accum_steps=4))
+
+
+@settings(max_examples=15, deadline=None)
+@given(mask=hnp.arrays(np.bool_, (8, 9)))
+def test_accumulation_equals_big_batch_for_any_padding(mask):
+    """Any mask, including micro-batches with no tokens at all, gives the big batch's update."""
+    state, batch = _sgd_state(), {**_batch(), "mask": jnp.asarray(mask)}
+    big, big_metrics = SGD_STEP(state, batch)
+    acc, acc_metrics = SGD_ACCUM4_STEP(state, batch)
+    assert int(acc_metrics["tokens"]) == int(mask[:, 1:].sum())
+    for a, b in zip(jax.tree.leaves(acc), jax.tree.leaves(big), strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acc_metrics["loss"], big_metrics["loss"], rtol=1e-5)
 
 
 def test_accumulation_micro_batches_and_keys():
