@@ -34,12 +34,16 @@ def _check_slots(num_slots: int) -> None:
         raise ValueError(f"num_slots must be >= 1, got {num_slots}")
 
 
-def _over_batch(fn, *arrays: Array) -> Array:
-    """Applies ``fn`` (one list: ``N`` -> ``NxK``) over arbitrary leading dims."""
+def _over_batch(fn, *arrays: Array, batch_size: int | None = None) -> Array:
+    """Applies ``fn`` (one list: ``N`` -> ``NxK``) over arbitrary leading dims: vmapped, or with ``batch_size`` a
+    sequential map over chunks of that many lists (keeps large intermediates in cache)."""
     n = arrays[0].shape[-1]
     batch = arrays[0].shape[:-1]
     flat = [a.reshape((-1, n)) for a in arrays]
-    out = jax.vmap(fn)(*flat)
+    if batch_size is None:
+        out = jax.vmap(fn)(*flat)
+    else:
+        out = jax.lax.map(lambda xs: fn(*xs), tuple(flat), batch_size=batch_size)
     return out.reshape(batch + out.shape[1:])
 
 
@@ -50,6 +54,7 @@ def pl_marginals_quadrature(
     num_slots: int,
     num_nodes: int = 128,
     tail: float = 1e-6,
+    batch_size: int = 1,
 ) -> Array:
     """Plackett-Luce marginal rank propensities by Gauss-Legendre quadrature.
 
@@ -73,6 +78,8 @@ def pl_marginals_quadrature(
       num_slots: K, number of slots (static).
       num_nodes: quadrature nodes (static).
       tail: Gumbel tail mass cut off at each end of the integration interval.
+      batch_size: lists computed together per step of a sequential map over the leading dims (static); the
+        per-list intermediates are ``num_nodes x N x K``, so small chunks stay in cache (1 is fastest on CPU).
 
     Returns:
       Marginals ``[..., N, K]``; rows of padded items are 0.
@@ -132,7 +139,7 @@ def pl_marginals_quadrature(
         rho_NxK = jnp.where(is_last_K & (last > 0), jnp.clip(1.0 - rest_N, 0.0, 1.0)[:, None], rho_NxK)
         return jnp.where(v[:, None], rho_NxK, 0.0)
 
-    return _over_batch(one, scores_N, valid)
+    return _over_batch(one, scores_N, valid, batch_size=batch_size)
 
 
 def gumbel_top_k(key: PRNGKey, scores_N: Array, *, where: Array | None = None, num_slots: int) -> Array:
