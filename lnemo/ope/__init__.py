@@ -57,12 +57,13 @@ from lnemo.ope.marginals import (
 )
 from lnemo.ope.pl_fit import LinearScores, MLPScores, ScoreModel, TableScores, fit_plackett_luce, pl_topk_nll
 from lnemo.ope.propensities import empirical_marginals, one_hot_propensities
-from lnemo.ope.rankers import Deterministic, EpsilonGreedy, PlackettLuce, pl_slot_log_probs
+from lnemo.ope.rankers import Deterministic, EpsilonGreedy, PlackettLuce, Ranker, pl_slot_log_probs
 from lnemo.ope.synthetic import LTRData, TrueValue, make_ltr_data, simulate_sessions, true_value, weak_ranker_weights
 
 __all__ = [
     "Candidates", "Cascade", "DependentClick", "Deterministic", "EpsilonGreedy", "Estimate", "Interval", "LTRData",
     "LinearScores", "MLPScores", "OBDLog", "PlackettLuce", "PositionBased", "PositionBasedEM", "PositionBasedState",
+    "Ranker",
     "ScoreModel", "Sessions", "TableScores", "TrueValue", "TrustBias", "UserBrowsing", "WeightDiagnostics",
     "attractiveness_binary", "attractiveness_linear", "attractiveness_noise", "attractiveness_squared",
     "bootstrap_interval", "cascade_dr", "cascade_dr_baselines", "check_sessions", "clipping_bias_bound",

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from lnemo.ope.data import Sessions
+from lnemo.ope.rankers import Ranker
 from lnemo.types import Array
 
 
@@ -83,7 +84,7 @@ class PositionBasedEM(NamedTuple):
 
 
 def cascade_dr_baselines(
-    click_rates_CxNxK: Array, target_scores_CxN: Array, sessions: Sessions, *, ranker, where_CxN: Array
+    click_rates_CxNxK: Array, target_scores_CxN: Array, sessions: Sessions, *, ranker: Ranker, where_CxN: Array
 ) -> tuple[Array, Array]:
     """Q-function baselines for ``cascade_dr`` from an item-position click-rate table u-hat(a, k | x).
 

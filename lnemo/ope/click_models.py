@@ -150,7 +150,8 @@ class TrustBias(NamedTuple):
         """k 1-based: theta = eye-tracking^eta, eps+_k = 1 - (k+2)/100, eps-_k = eps-_1 / (k+1)."""
         k = np.arange(1, num_slots + 1)
         eps_plus = jnp.asarray(1 - (k + 2) / 100, jnp.float32)
-        return cls(pbm_eyetrack(num_slots, severity=severity), eps_plus, jnp.asarray(eps_minus_1 / (k + 1), jnp.float32))
+        eps_minus = jnp.asarray(eps_minus_1 / (k + 1), jnp.float32)
+        return cls(pbm_eyetrack(num_slots, severity=severity), eps_plus, eps_minus)
 
     def expected_clicks(self, attractiveness_SxK: Array, *, where: Array | None = None) -> Array:
         """Expected clicks per slot ``[..., K]`` (0 at empty slots)."""

@@ -12,13 +12,24 @@ Marginals feed item-position estimators; prefix probabilities feed list estimato
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
 from lnemo.ope.marginals import _float, _valid, gumbel_top_k, pl_marginals_quadrature
 from lnemo.types import Array, PRNGKey
+
+
+class Ranker(Protocol):
+    """What estimators, simulators and ground truth need from a ranker (``PlackettLuce``, ``Deterministic``,
+    ``EpsilonGreedy`` or your own)."""
+
+    def sample(self, key: PRNGKey, scores_N: Array, *, where: Array | None = None, num_slots: int) -> Array: ...
+
+    def marginals(self, scores_N: Array, *, where: Array | None = None, num_slots: int) -> Array: ...
+
+    def prefix_log_probs(self, scores_N: Array, items_K: Array, *, where: Array | None = None) -> Array: ...
 
 
 def pl_slot_log_probs(scores_N: Array, items_K: Array, *, where: Array | None = None) -> Array:

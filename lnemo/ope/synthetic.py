@@ -17,8 +17,8 @@ import numpy as np
 
 from lnemo.ope.data import Candidates, Sessions
 from lnemo.ope.marginals import _prefix_probs, _prefixes
-from lnemo.ope.rankers import Deterministic, PlackettLuce
-from lnemo.types import Array, PRNGKey
+from lnemo.ope.rankers import Deterministic, PlackettLuce, Ranker
+from lnemo.types import Array, ClickModel, PRNGKey
 
 
 class LTRData(NamedTuple):
@@ -95,8 +95,8 @@ def weak_ranker_weights(
 
 
 def simulate_sessions(
-    key: PRNGKey, ranker, scores_CxN: Array, attractiveness_CxN: Array, click_model, *, where_CxN: Array,
-    num_sessions: int, num_slots: int, context_probs_C: Array | None = None,
+    key: PRNGKey, ranker: Ranker, scores_CxN: Array, attractiveness_CxN: Array, click_model: ClickModel, *,
+    where_CxN: Array, num_sessions: int, num_slots: int, context_probs_C: Array | None = None,
 ) -> Sessions:
     """Samples a click log: contexts, then lists from the logging ranker, then clicks from the click model.
 
@@ -139,8 +139,8 @@ class TrueValue(NamedTuple):
 
 
 def true_value(
-    ranker, scores_CxN: Array, attractiveness_CxN: Array, click_model, *, where_CxN: Array, num_slots: int,
-    context_probs_C: Array | None = None, key: PRNGKey | None = None, num_samples: int = 100_000,
+    ranker: Ranker, scores_CxN: Array, attractiveness_CxN: Array, click_model: ClickModel, *, where_CxN: Array,
+    num_slots: int, context_probs_C: Array | None = None, key: PRNGKey | None = None, num_samples: int = 100_000,
 ) -> TrueValue:
     """Exact expected clicks per impression of a ranker under a click model (Monte Carlo only when unavoidable).
 

@@ -39,7 +39,8 @@ def test_presets():
     np.testing.assert_allclose(ope.pbm_eyetrack(12)[-3:], [0.06, 0.06, 0.06], rtol=1e-6)
     np.testing.assert_allclose(ope.pbm_eyetrack(2, severity=2.0), [0.68**2, 0.61**2], rtol=1e-6)
     np.testing.assert_allclose(ope.pbm_dcg(3), [1.0, 1 / np.log2(3), 0.5], rtol=1e-6)
-    np.testing.assert_allclose(ope.attractiveness_noise(jnp.array([0, 4, 2])), [0.1, 1.0, 0.1 + 0.9 * 3 / 15], rtol=1e-6)
+    np.testing.assert_allclose(ope.attractiveness_noise(jnp.array([0, 4, 2])), [0.1, 1.0, 0.1 + 0.9 * 3 / 15],
+                               rtol=1e-6)
     np.testing.assert_allclose(ope.attractiveness_linear(jnp.array([0, 2, 4])), [0.0, 0.5, 1.0])
     np.testing.assert_allclose(ope.attractiveness_squared(jnp.array([2])), [0.25])
     np.testing.assert_allclose(ope.attractiveness_binary(jnp.array([2, 3])), [0.1, 1.0])
