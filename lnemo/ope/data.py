@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,10 +46,6 @@ class Candidates(NamedTuple):
 
     where_CxN: Array
     features_CxNxF: Array | None = None
-
-
-def _is_concrete(*xs: object) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def check_sessions(sessions: Sessions, *, candidates: Candidates | None = None) -> None:

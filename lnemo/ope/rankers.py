@@ -177,5 +177,4 @@ class EpsilonGreedy(NamedTuple):
         valid = _valid(_float(scores_N), where)
         base = self.base.prefix_log_probs(scores_N, items_K, where=where)
         uniform = _uniform_prefix_log_probs(items_K, valid)
-        with jax.numpy_dtype_promotion("standard"):
-            return jnp.logaddexp(jnp.log1p(-self.epsilon) + base, jnp.log(self.epsilon) + uniform)
+        return jnp.logaddexp(jnp.log1p(-self.epsilon) + base, jnp.log(self.epsilon) + uniform)

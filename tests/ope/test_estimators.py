@@ -2,6 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lnemo import ope
 from tests.ope.conftest import make_world
@@ -221,3 +223,30 @@ def test_position_based_em_recovers_click_rates(world):
     truth = model.item_position_ctr(world.attractiveness)
     np.testing.assert_allclose(jnp.where(world.where[..., None], rates, 0), jnp.where(world.where[..., None], truth, 0),
                                atol=0.05)
+
+
+_ip = jax.jit(ope.ip_ips)
+_sn_ip = jax.jit(ope.sn_ip_ips)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(-6, 0), st.integers(0, 5))
+def test_property_finite_padding_invariant_and_float64_agreement(seed, log_min_prop, num_padded):
+    keys = jax.random.split(jax.random.key(seed), 3)
+    clicks = jax.random.bernoulli(keys[0], 0.5, (6, 3)).astype(jnp.float32)
+    logging = 10.0 ** jax.random.uniform(keys[1], (6, 3), minval=log_min_prop, maxval=0.0)
+    target = jax.random.uniform(keys[2], (6, 3))
+    where = (jnp.arange(6) < 6 - num_padded)[:, None] & jnp.ones((6, 3), bool)
+    garbage = jnp.where(where, logging, 0.0)  # padding holds invalid propensities
+    for fn in (_ip, _sn_ip):
+        est = fn(clicks, target, garbage, where=where)
+        assert np.isfinite([est.value, est.stderr]).all()
+        g = jax.grad(lambda t: fn(clicks, t, garbage, where=where).value)(target)
+        assert np.isfinite(np.asarray(g)).all()
+        if num_padded < 6:
+            n = 6 - num_padded
+            np.testing.assert_allclose(est.value, fn(clicks[:n], target[:n], logging[:n]).value, rtol=1e-5)
+    w = np.asarray(target, np.float64) / np.asarray(logging, np.float64)
+    ref = (w * np.asarray(clicks, np.float64) * np.asarray(where)).sum(1)[: 6 - num_padded].mean() if num_padded < 6 \
+        else 0.0
+    np.testing.assert_allclose(_ip(clicks, target, garbage, where=where).value, ref, rtol=1e-5)
