@@ -7,6 +7,14 @@ bar with loss, tokens/s and MFU, logs JSONL + TensorBoard under ``--out``, check
 ``--checkpoint-every`` steps (and on Ctrl-C), and resumes from the newest checkpoint in ``--out``.
 
 Example: ``python examples/pretrain.py --steps 600`` (see examples/README.md for the loss it reaches).
+
+Multi-process: start one copy per process with the same flags plus ``--coordinator HOST:PORT``
+(process 0's address), ``--num-processes N`` and ``--process-id i``. Each process reads its own disjoint
+shard of the corpus and feeds ``--batch / N`` rows; the mesh spans the devices of all processes. On one
+machine with CPU devices only::
+
+    for i in 0 1; do JAX_NUM_CPU_DEVICES=2 python examples/pretrain.py --preset tiny --steps 50 \
+        --coordinator 127.0.0.1:12355 --num-processes 2 --process-id $i & done; wait
 """
 
 from __future__ import annotations
@@ -49,7 +57,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0, for multi-process runs")
+    p.add_argument("--num-processes", type=int, default=None, help="processes in a multi-process run")
+    p.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1")
+    args = p.parse_args(argv)
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(x is not None for x in distributed) and any(x is None for x in distributed):
+        p.error("multi-process runs need all of --coordinator, --num-processes and --process-id")
+    return args
 
 
 def parse_mesh(text: str) -> dict[str, int]:
@@ -69,6 +84,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
+    if args.coordinator is not None:  # before anything touches the devices
+        jax.distributed.initialize(args.coordinator, num_processes=args.num_processes, process_id=args.process_id)
     tokenizer = ByteTokenizer()
     config = model_config(args)
     mesh = make_mesh(parse_mesh(args.mesh))
