@@ -106,6 +106,10 @@ def generate(config: ModelConfig, params: PyTree, prompts_BxP: Array, key: PRNGK
       ``GenerateOutput`` with ``[B*G, N]`` tokens and log-probs and ``[B*G]`` lengths.
 
     Example:
+      >>> from lnemo.generate import Categorical, Temperature
+      >>> from lnemo.models import init
+      >>> cfg = ModelConfig.tiny()
+      >>> params = init(cfg, jax.random.key(0))
       >>> out = generate(cfg, params, jnp.array([[1, 2, 3]]), jax.random.key(0), max_new_tokens=8,
       ...                sampler=Categorical(Temperature(0.7)), num_samples=4, eos_ids=(258,))
       >>> out.tokens.shape

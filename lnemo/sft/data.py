@@ -55,7 +55,8 @@ def paired_examples(problems: Sequence[Problem], tokenizer: Tokenizer, *, on_wei
     Args:
       problems: the problems (any random-access sequence, e.g. ``lnemo.data.ProblemSource``).
       tokenizer: the tokenizer.
-      on_weight, off_weight: non-negative mixing weights, not both zero.
+      on_weight: non-negative weight of thinking-on samples.
+      off_weight: non-negative weight of thinking-off samples (not both zero).
       fmt: the turn format.
 
     Returns:
@@ -78,7 +79,8 @@ def token_modes(tokens_BxT: np.ndarray, segment_ids_BxT: np.ndarray, *, on_ids: 
     Args:
       tokens_BxT: token ids.
       segment_ids_BxT: segment ids, 0 = padding.
-      on_ids, off_ids: the id sequences of the thinking-on and thinking-off system turns.
+      on_ids: the id sequence of the thinking-on system turn.
+      off_ids: the id sequence of the thinking-off system turn.
 
     Returns:
       int32 ``[B, T]``.

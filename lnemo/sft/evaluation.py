@@ -132,8 +132,8 @@ def evaluate(config: ModelConfig, params: PyTree, problems: Sequence[Problem], t
       ``{"on": ModeReport, "off": ModeReport}`` for the requested modes.
 
     Example:
-      >>> reports = evaluate(cfg, params, list(ProblemSource(seed=1000, size=64)), ByteTokenizer(), jax.random.key(0))
-      >>> reports["on"].pass_at_1, reports["off"].format_rate
+      >>> reports = evaluate(cfg, params, problems, ByteTokenizer(), jax.random.key(0))  # doctest: +SKIP
+      >>> reports["on"].pass_at_1, reports["off"].format_rate  # doctest: +SKIP
     """
     if not problems:
         raise ValueError("evaluate: problems is empty")

@@ -31,7 +31,7 @@ def sft_loss(config: ModelConfig) -> Callable[[PyTree, Mapping[str, Array], PRNG
       ``tokens`` and ``correct`` (argmax hits) and the per-mode sums.
 
     Example:
-      >>> step = make_train_step(sft_loss(config), adamw(1e-4))
+      >>> step = make_train_step(sft_loss(config), adamw(1e-4))  # doctest: +SKIP
 
     References:
       Bercovich et al., "Llama-Nemotron", arXiv 2505.00949, §4 (token-level cross-entropy on responses).

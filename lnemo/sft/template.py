@@ -16,7 +16,7 @@ Example:
   >>> render(messages)
   '<|system|>detailed thinking on<|end|><|user|>What is 3+4?<|end|><|assistant|><think>3+4=7</think>Answer: 7<|end|>'
   >>> ex = encode_chat(messages, tok)
-  >>> tok.decode(ex["tokens"][ex["target_mask"]])
+  >>> tok.decode(np.compress(ex["target_mask"], ex["tokens"]))
   '<think>3+4=7</think>Answer: 7<|end|>'
 
 References:

@@ -76,8 +76,8 @@ def train_sft(config: ModelConfig, params: PyTree, stages: Sequence[Stage], toke
       ``loss``, ``loss_on``, ``loss_off`` (when present), ``token_accuracy`` and the step metrics.
 
     Example:
-      >>> stages = reasoning_then_mixed(ProblemSource(size=2000), ByteTokenizer(), steps=(50, 100), learning_rate=3e-4)
-      >>> params, history = train_sft(cfg, params, stages, ByteTokenizer(), seq_len=256, batch_size=16)
+      >>> stages = reasoning_then_mixed(ProblemSource(), tok, steps=(50, 100), learning_rate=3e-4)  # doctest: +SKIP
+      >>> params, history = train_sft(cfg, params, stages, tok, seq_len=256, batch_size=16)  # doctest: +SKIP
     """
     mesh = mesh or make_mesh({"data": -1})
     shardings = param_shardings(params, param_logical_axes(config), mesh)
