@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lnemo.data import ByteTokenizer, ProblemSource
 from lnemo.models import ModelConfig, forward, init
@@ -18,29 +19,32 @@ def _batch():
             "mode": jnp.array([[1] * 6, [0, 0, 0, 0, -1, -1]], jnp.int32)}
 
 
-def test_sft_loss_sums_cross_entropy_on_trained_tokens_per_mode():
-    params = init(CFG, jax.random.key(0))
+@pytest.fixture(scope="module")
+def params():
+    return jax.jit(init, static_argnums=0)(CFG, jax.random.key(0))
+
+
+def test_sft_loss_sums_cross_entropy_on_trained_tokens_per_mode(params):
     batch = _batch()
-    logp = jax.nn.log_softmax(forward(CFG, params, batch["tokens"]).logits)
+    logp = jax.nn.log_softmax(jax.jit(forward, static_argnums=0)(CFG, params, batch["tokens"]).logits)
     nll = -jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]
-    loss, aux = sft_loss(CFG)(params, batch, jax.random.key(0))
+    loss, aux = jax.jit(sft_loss(CFG))(params, batch, jax.random.key(0))
     np.testing.assert_allclose(loss, nll[batch["loss_mask"]].sum(), rtol=1e-5)
     assert int(aux["tokens"]) == 5 and int(aux["tokens_on"]) == 2 and int(aux["tokens_off"]) == 2
     np.testing.assert_allclose(aux["loss_sum_on"], nll[0, 1:3].sum(), rtol=1e-5)
     np.testing.assert_allclose(aux["loss_sum_off"], nll[1, 2:4].sum(), rtol=1e-5)
-    np.testing.assert_allclose(jax.jit(sft_loss(CFG))(params, batch, jax.random.key(0))[0], loss, rtol=1e-5)
+    no_jit = jax.tree.map(lambda x: x[:1], batch)  # the unjitted loss on one row equals the jitted one's row sum
+    np.testing.assert_allclose(sft_loss(CFG)(params, no_jit, jax.random.key(0))[0], nll[0, 1:3].sum(), rtol=1e-5)
 
 
-def test_all_masked_gives_zero_loss_and_finite_grads():
-    params = init(CFG, jax.random.key(0))
+def test_all_masked_gives_zero_loss_and_finite_grads(params):
     batch = dict(_batch(), loss_mask=jnp.zeros((2, 6), bool))
-    (loss, aux), grads = jax.value_and_grad(sft_loss(CFG), has_aux=True)(params, batch, jax.random.key(0))
+    (loss, aux), grads = jax.jit(jax.value_and_grad(sft_loss(CFG), has_aux=True))(params, batch, jax.random.key(0))
     assert float(loss) == 0 and int(aux["tokens"]) == 0
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
 
-def test_two_stage_sft_lowers_the_loss_in_both_modes():
-    params = jax.jit(init, static_argnums=0)(CFG, jax.random.key(0))
+def test_two_stage_sft_lowers_the_loss_in_both_modes(params):
     problems = ProblemSource(difficulties=(1,), size=512)
     stages = reasoning_then_mixed(problems, TOK, steps=(6, 18), learning_rate=3e-3)
     assert [s.name for s in stages] == ["reasoning", "mixed"]
