@@ -5,6 +5,8 @@ Stages (``--stages``, comma separated, all by default):
 * ``models``: build the ``small`` parent and a heterogeneous child from a block list, print a per-layer
   table (kind, params, KV bytes/token, FLOPs/token), run both, and print the measured prefill and decode-step
   speed-ups of child over parent beside the cost model's prediction.
+* ``pretrain``: pretrain the parent on the synthetic reasoning corpus (``examples/pretrain.py``) with the
+  progress bar, checkpoints under ``--out``/pretrain, and the held-out loss at the end.
 
 Run ``python examples/quickstart.py --help`` for the flags.
 """
@@ -12,6 +14,7 @@ Run ``python examples/quickstart.py --help`` for the flags.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 import jax
@@ -20,7 +23,10 @@ from lnemo import perf
 from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost, init
 from lnemo.models.speed import measure_phase_times, predict_phase_times
 
-STAGES = ("models",)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import pretrain  # noqa: E402  (a sibling example script)
+
+STAGES = ("models", "pretrain")
 
 
 def child_of(parent: ModelConfig) -> ModelConfig:
@@ -75,6 +81,16 @@ def stage_models(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def stage_pretrain(args: argparse.Namespace) -> dict[str, float]:
+    argv = ["--preset", args.preset, "--steps", str(args.pretrain_steps), "--batch", str(args.pretrain_batch),
+            "--seq-len", str(args.pretrain_seq_len), "--warmup", str(max(1, args.pretrain_steps // 10)),
+            "--checkpoint-every", str(max(1, args.pretrain_steps // 2)), "--eval-every",
+            str(max(1, args.pretrain_steps // 3)), "--out", str(pathlib.Path(args.out) / "pretrain")]
+    if args.num_layers is not None:
+        argv += ["--num-layers", str(args.num_layers)]
+    return pretrain.main(argv)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
@@ -83,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the speed measurements")
     parser.add_argument("--seq-len", type=int, default=256, help="prefill length / decode context")
     parser.add_argument("--out", default="runs/quickstart", help="directory for checkpoints and logs")
+    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--pretrain-batch", type=int, default=16)
+    parser.add_argument("--pretrain-seq-len", type=int, default=256)
     args = parser.parse_args(argv)
     unknown = [s for s in args.stages.split(",") if s not in STAGES]
     if unknown:
@@ -96,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for stage in args.stages.split(","):
         print(f"\n=== stage: {stage} ===")
-        results[stage] = {"models": stage_models}[stage](args)
+        results[stage] = {"models": stage_models, "pretrain": stage_pretrain}[stage](args)
     return results
 
 

@@ -16,3 +16,11 @@ def test_quickstart_rejects_unknown_stage(load_example):
     quickstart = load_example("quickstart")
     with pytest.raises(SystemExit):
         quickstart.main(["--stages", "nope"])
+
+
+def test_quickstart_pretrain_stage_on_tiny(tmp_path, load_example):
+    quickstart = load_example("quickstart")
+    results = quickstart.main(["--stages", "pretrain", "--preset", "tiny", "--pretrain-steps", "12",
+                               "--pretrain-batch", "8", "--pretrain-seq-len", "64", "--out", str(tmp_path)])
+    assert results["pretrain"]["loss"] < 5.0  # log(272) = 5.6 at initialisation
+    assert (tmp_path / "pretrain" / "checkpoints").is_dir()
