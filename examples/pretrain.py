@@ -13,8 +13,10 @@ Multi-process: start one copy per process with the same flags plus ``--coordinat
 shard of the corpus and feeds ``--batch / N`` rows; the mesh spans the devices of all processes. On one
 machine with CPU devices only::
 
-    for i in 0 1; do JAX_NUM_CPU_DEVICES=2 python examples/pretrain.py --preset tiny --steps 50 \
-        --coordinator 127.0.0.1:12355 --num-processes 2 --process-id $i & done; wait
+    for i in 0 1; do
+      JAX_NUM_CPU_DEVICES=2 python examples/pretrain.py --preset tiny --steps 60 --warmup 10 --batch 8 \\
+          --seq-len 64 --out runs/pretrain-2proc --coordinator 127.0.0.1:12355 --num-processes 2 --process-id $i &
+    done; wait
 """
 
 from __future__ import annotations
