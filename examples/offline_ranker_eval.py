@@ -75,14 +75,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def build_world(args: argparse.Namespace) -> dict:
     """The LTR world, the logging scores (weak ranker) and the pool of target rankers' scores."""
-    key = jax.random.key(0)
-    data = ope.make_ltr_data(key, num_queries=args.queries, num_items=args.items, num_features=args.features,
-                             min_items=max(args.slots, args.items // 2))
-    weak = ope.weak_ranker_weights(jax.random.key(1), data, feature_fraction=0.5, query_fraction=0.1)
-    strong = ope.weak_ranker_weights(jax.random.key(2), data, feature_fraction=1.0, query_fraction=1.0)
-    norm = lambda s: s / jnp.std(jnp.where(data.where_CxN, s, 0.0))  # noqa: E731
-    logging = norm(data.features_CxNxF @ weak)
-    good = norm(data.features_CxNxF @ strong)
+
+    @jax.jit
+    def make(key):
+        k_data, k_weak, k_strong = jax.random.split(key, 3)
+        data = ope.make_ltr_data(k_data, num_queries=args.queries, num_items=args.items,
+                                 num_features=args.features, min_items=max(args.slots, args.items // 2))
+        weak = ope.weak_ranker_weights(k_weak, data, feature_fraction=0.5, query_fraction=0.1)
+        strong = ope.weak_ranker_weights(k_strong, data, feature_fraction=1.0, query_fraction=1.0)
+        norm = lambda s: s / jnp.std(jnp.where(data.where_CxN, s, 0.0))  # noqa: E731
+        return data, norm(data.features_CxNxF @ weak), norm(data.features_CxNxF @ strong)
+
+    data, logging, good = make(jax.random.key(0))
     pool = [(a, t, (1 - a) * logging + a * good) for t in args.target_temperatures for a in args.alphas]
     return {"data": data, "gamma": ope.attractiveness_noise(data.labels_CxN), "logging": logging, "pool": pool,
             "click_model": CLICK_MODELS[args.click_model](args.slots)}
@@ -91,12 +95,15 @@ def build_world(args: argparse.Namespace) -> dict:
 def truths(world: dict, args: argparse.Namespace) -> np.ndarray:
     """Exact value of every target ranker (Monte Carlo only for cascade-type models with many items)."""
     where = world["data"].where_CxN
-    out = []
-    for i, (_, temp, scores) in enumerate(world["pool"]):
-        tv = ope.true_value(ope.PlackettLuce(temp), scores, world["gamma"], world["click_model"], where_CxN=where,
-                            num_slots=args.slots, key=jax.random.key(100 + i), num_samples=20_000)
-        out.append(float(tv.value))
-    return np.array(out)
+
+    @jax.jit
+    def all_truths():
+        return jnp.stack([
+            ope.true_value(ope.PlackettLuce(temp), scores, world["gamma"], world["click_model"], where_CxN=where,
+                           num_slots=args.slots, key=jax.random.key(100 + i), num_samples=20_000).value
+            for i, (_, temp, scores) in enumerate(world["pool"])])
+
+    return np.asarray(all_truths())
 
 
 def make_runner(world: dict, args: argparse.Namespace, logger, num_sessions: int):
@@ -104,11 +111,9 @@ def make_runner(world: dict, args: argparse.Namespace, logger, num_sessions: int
     data = world["data"]
     where = data.where_CxN
     k = args.slots
-    rho_targets = jnp.stack([ope.PlackettLuce(t).marginals(s, where=where, num_slots=k) for _, t, s in world["pool"]])
-    rho_oracle = logger.marginals(world["logging"], where=where, num_slots=k)
     model = ope.LinearScores(args.features)
 
-    def one(key):
+    def one(key, rho_targets, rho_oracle):
         k_sim, k_init = jax.random.split(key)
         s = ope.simulate_sessions(k_sim, logger, world["logging"], world["gamma"], world["click_model"],
                                   where_CxN=where, num_sessions=num_sessions, num_slots=k)
@@ -122,7 +127,14 @@ def make_runner(world: dict, args: argparse.Namespace, logger, num_sessions: int
         targets = [ope.gather_logged(r, s) for r in rho_targets]
         return jnp.array([[ope.ip_ips(s.clicks_SxK, t, p, where=shown).value for t in targets] for p in props])
 
-    return jax.jit(jax.vmap(one))
+    @jax.jit
+    def run(keys):
+        rho_targets = jnp.stack([ope.PlackettLuce(t).marginals(s, where=where, num_slots=k)
+                                 for _, t, s in world["pool"]])
+        rho_oracle = logger.marginals(world["logging"], where=where, num_slots=k)
+        return jax.vmap(one, in_axes=(0, None, None))(keys, rho_targets, rho_oracle)
+
+    return run
 
 
 def rmse(est: np.ndarray, truth: np.ndarray) -> np.ndarray:

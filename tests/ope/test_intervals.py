@@ -46,7 +46,7 @@ def test_bootstrap_matches_normal_interval_for_a_mean():
     x = jax.random.exponential(jax.random.key(0), (2000,))
     est = ope.Estimate(jnp.mean(x), jnp.std(x, ddof=1) / jnp.sqrt(2000.0), x)
     boot = jax.jit(ope.bootstrap_interval, static_argnames=("num_replicates", "batch_size"))(
-        jax.random.key(1), x, num_replicates=2000, batch_size=250)
+        jax.random.key(1), x, num_replicates=1000, batch_size=250)
     normal = ope.normal_interval(est)
     np.testing.assert_allclose([boot.lower, boot.upper], [normal.lower, normal.upper], atol=0.01)
     # Masked sessions are ignored.
