@@ -149,7 +149,7 @@ def kd_objective(
         def loss_fn(params: PyTree, batch: PyTree, rng: Array) -> tuple[Array, dict[str, Array]]:
             del rng
             mask = batch["loss_mask"].astype(bool)
-            inputs = dict(positions=batch.get("positions"), segment_ids=batch.get("segment_ids"))
+            inputs = {"positions": batch.get("positions"), "segment_ids": batch.get("segment_ids")}
             out = forward(student, params, batch["tokens"], return_hidden=use_hidden,
                           skip_logits=chunked or not (use_kl or use_lm), **inputs)
             aux: dict[str, Array] = {"tokens": jnp.sum(mask).astype(jnp.float32)}

@@ -22,7 +22,12 @@ from lnemo.models import ModelConfig, abstract_params, init, param_logical_axes
 from lnemo.models.surgery import check_params
 from lnemo.sharding import DEFAULT_RULES, Rules, batch_sharding, param_shardings
 from lnemo.train.loop import global_batch
-from lnemo.train.state import TrainState, abstract_train_state, create_train_state, train_state_shardings
+from lnemo.train.state import (
+    TrainState,
+    abstract_train_state,
+    create_train_state,
+    train_state_shardings,
+)
 from lnemo.train.step import TrainStep, make_train_step
 from lnemo.types import Array, PRNGKey, PyTree
 
