@@ -28,13 +28,13 @@ import time
 import grain
 import jax
 
-from lnemo.data import ByteTokenizer, ProblemSource, arithmetic, counting, problem_document, tokenize_document
+from lnemo.data import ByteTokenizer, ProblemSource, arithmetic, problem_document, tokenize_document
 from lnemo.generate import Categorical, Chain, Temperature, TopP
 from lnemo.models import ModelConfig, hf, init
 from lnemo.sft import Stage, evaluate, final_losses, reasoning_then_mixed, train_sft
 from lnemo.types import PyTree
 
-TASKS = (arithmetic, counting)
+TASKS = (arithmetic,)
 
 
 def pretrain(config: ModelConfig, params: PyTree, *, steps: int, seq_len: int, batch: int, lr: float,
