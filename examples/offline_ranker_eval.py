@@ -137,6 +137,27 @@ def make_runner(world: dict, args: argparse.Namespace, logger, num_sessions: int
     return run
 
 
+def calibration(world: dict, args: argparse.Namespace, logger) -> np.ndarray:
+    """Pearson dispersion per slot of the fitted PL logger against a held-out log (about 1 = calibrated)."""
+    data, where, k = world["data"], world["data"].where_CxN, args.slots
+    model = ope.LinearScores(args.features)
+
+    @jax.jit
+    def run(key):
+        k_fit, k_held, k_init = jax.random.split(key, 3)
+        logs = [ope.simulate_sessions(kk, logger, world["logging"], world["gamma"], world["click_model"],
+                                      where_CxN=where, num_sessions=args.sessions, num_slots=k)
+                for kk in (k_fit, k_held)]
+        params, _ = ope.fit_plackett_luce(model, model.init(k_init), logs[0], data.candidates,
+                                          optimizer=optax.adam(0.05), num_steps=args.fit_steps)
+        fitted = ope.PlackettLuce().marginals(model.apply(params, data.features_CxNxF), where=where, num_slots=k)
+        held = ope.empirical_marginals(logs[1], num_contexts=args.queries, num_items=args.items)
+        counts = jnp.bincount(logs[1].context_S, length=args.queries)
+        return ope.marginal_dispersion(fitted, held, counts, where=where)
+
+    return np.asarray(run(jax.random.key(7)))
+
+
 def rmse(est: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """RMSE over seeds, ``[sources, targets]``."""
     return np.sqrt(np.mean((est - truth) ** 2, axis=0))
@@ -200,6 +221,12 @@ def main(argv: list[str] | None = None) -> dict:
                     ["alpha", *SOURCES], [[a, *map(float, err[:, j])] for j, a in enumerate(args.alphas)]))
         plot(args.out / "rmse_misspecified.png", args.alphas, dict(zip(SOURCES, err)), "alpha",
              "Misspecified logging model")
+        disp = {"plackett-luce logger": calibration(world, args, pl_logger), "epsilon-greedy logger":
+                calibration(world, args, greedy)}
+        results["misspecified"]["dispersion"] = {name: d.tolist() for name, d in disp.items()}
+        print(table("Calibration of the fitted PL logger on a held-out log (Pearson dispersion per slot, ~1 = good)",
+                    ["logger", *[f"slot {i + 1}" for i in range(args.slots)]],
+                    [[name, *map(float, d)] for name, d in disp.items()]))
     if "kendall" in args.experiments:
         taus = np.array([[kendalltau(base[s, i], truth).statistic for i in range(len(SOURCES))]
                          for s in range(args.seeds)])

@@ -27,6 +27,7 @@ from lnemo.ope.diagnostics import (
     clipping_bias_bound,
     column_sum_error,
     kish_ess,
+    marginal_dispersion,
     off_support_mass,
     weight_diagnostics,
 )
@@ -69,7 +70,7 @@ __all__ = [
     "bootstrap_interval", "cascade_dr", "cascade_dr_baselines", "check_sessions", "clipping_bias_bound",
     "column_sum_error", "direct_method", "empirical_marginals", "fit_plackett_luce", "from_long", "gather_logged",
     "gumbel_top_k", "interpol_ips", "ip_ips", "item_position_weights", "kish_ess", "load_obd_sample",
-    "make_ltr_data", "naive", "normal_interval", "off_support_mass", "one_hot_propensities", "paired_difference",
+    "make_ltr_data", "marginal_dispersion", "naive", "normal_interval", "off_support_mass", "one_hot_propensities", "paired_difference",
     "pbm_dcg", "pbm_eyetrack", "pbm_ips", "pbm_power", "pl_marginals_exact", "pl_marginals_mc",
     "pl_marginals_quadrature", "pl_marginals_rb_mc", "pl_pair_marginals_exact", "pl_slot_log_probs", "pl_topk_nll",
     "pseudoinverse_ips", "read_svmlight", "rips", "simulate_sessions", "sips", "sn_ip_ips", "sn_rips", "sn_sips",

@@ -30,3 +30,29 @@ def test_off_support_clipping_and_column_sums():
     np.testing.assert_allclose(ope.column_sum_error(rho_e), [0.0], atol=1e-7)
     np.testing.assert_allclose(ope.column_sum_error(jnp.array([[[0.5, 0.2], [0.4, 0.0]]]),
                                                     where=jnp.array([[True, False]])), [0.1], rtol=1e-5)
+
+
+def test_marginal_dispersion_is_one_when_calibrated_and_large_when_misspecified():
+    import jax
+
+    from tests.ope.conftest import make_world
+
+    world = make_world(6, contexts=30, items=6, slots=3)
+    k = world.num_slots
+
+    @jax.jit
+    def run(key):
+        out = []
+        for logger in (ope.PlackettLuce(), ope.EpsilonGreedy(0.3)):
+            s = ope.simulate_sessions(key, logger, world.logging_scores, world.attractiveness, ope.Cascade(),
+                                      where_CxN=world.where, num_sessions=60_000, num_slots=k)
+            emp = ope.empirical_marginals(s, num_contexts=30, num_items=6)
+            counts = jnp.bincount(s.context_S, length=30)
+            pl = ope.PlackettLuce().marginals(world.logging_scores, where=world.where, num_slots=k)
+            out.append(ope.marginal_dispersion(pl, emp, counts, where=world.where))
+        return out
+
+    calibrated, misspecified = run(jax.random.key(0))
+    # ~150 degrees of freedom per slot: the ratio's s.d. is about 0.12.
+    np.testing.assert_allclose(calibrated, 1.0, atol=0.35)
+    assert float(misspecified.min()) > 10
