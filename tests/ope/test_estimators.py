@@ -247,3 +247,13 @@ def test_property_finite_padding_invariant_and_float64_agreement(seed, log_min_p
     ref = (w * np.asarray(clicks, np.float64) * np.asarray(where)).sum(1)[: 6 - num_padded].mean() if num_padded < 6 \
         else 0.0
     np.testing.assert_allclose(_ip(clicks, target, garbage, where=where).value, ref, rtol=1e-5)
+
+
+def test_sharded_equals_unsharded():
+    mesh = jax.make_mesh((8,), ("s",), axis_types=(jax.sharding.AxisType.Auto,))
+    clicks = jax.random.bernoulli(jax.random.key(0), 0.3, (64, 3)).astype(jnp.float32)
+    target, logging = jax.random.uniform(jax.random.key(1), (2, 64, 3), minval=0.1)
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("s"))
+    sharded = [jax.device_put(x, spec) for x in (clicks, target, logging)]
+    got, want = _ip(*sharded), _ip(clicks, target, logging)
+    np.testing.assert_allclose([got.value, got.stderr], [want.value, want.stderr], rtol=1e-5)
