@@ -56,7 +56,7 @@ def test_terms_equal_hand_computed_losses(teacher, student, batch):
 
 def test_student_equal_to_teacher_has_zero_kd_loss(teacher, batch):
     config, params = teacher
-    total, aux = kd_objective(config, config)(params, jnp.int32(0))(params, batch, RNG)
+    _total, aux = kd_objective(config, config)(params, jnp.int32(0))(params, batch, RNG)
     assert abs(float(aux["kl_sum"])) < 1e-3 and abs(float(aux["hidden_sum"])) < 1e-3
     assert "lm_sum" not in aux
 

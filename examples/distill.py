@@ -1,0 +1,219 @@
+"""Distil the pretrained ``small`` parent into a narrower child: Puzzle's global-KD loss ablation, in miniature.
+
+1. The parent: restored from ``examples/pretrain.py``'s checkpoints (``--teacher-checkpoint
+   runs/pretrain/checkpoints``, same ``--preset``/``--num-layers``) or, without one, pretrained here for
+   ``--parent-steps`` on the synthetic reasoning corpus.
+2. The child: every FFN at half width and attention removed from every other middle layer, initialised
+   from the parent by slicing (``lnemo.distill.slice_student``).
+3. Four copies of the child are trained at the same token budget (same batches, same steps) with
+   LM loss only / KL only / cosine + KL / cosine + KL + LM (``lnemo.distill.kd_objective``), the parent
+   frozen on the same mesh.
+4. The table: held-out forward KL to the parent, held-out LM loss, and task accuracy = the fraction of
+   held-out synthetic problems whose greedy completion (``lnemo.generate``) states the right answer.
+
+Puzzle (arXiv 2411.19146, reference sheet §6.8) found cosine + KL best and every variant with an LM loss
+worse; at this scale expect the KD variants to reach a far lower KL to the parent than LM only.
+
+Example: ``python examples/distill.py`` (a few minutes on 2 CPU cores), or
+``python examples/distill.py --teacher-checkpoint runs/pretrain/checkpoints --steps 300``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lnemo.data import (
+    ByteTokenizer,
+    Problem,
+    ProblemSource,
+    extract_answer,
+    synthetic_pipeline,
+)
+from lnemo.distill import (
+    kd_objective,
+    make_distill_eval_fn,
+    params_from_checkpoint,
+    place_params,
+    setup_distillation,
+    slice_student,
+)
+from lnemo.generate import generate
+from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost
+from lnemo.sharding import batch_sharding, make_mesh
+from lnemo.train import adamw, fit, make_eval_fn, warmup_cosine
+from lnemo.train.model_setup import setup_model_training
+from lnemo.train.objectives import lm_objective
+from lnemo.train.state import TrainState
+from lnemo.types import PyTree
+
+#: name -> (kl weight, cosine weight, LM weight): the rows of Puzzle's GKD ablation.
+VARIANTS = {
+    "lm": (0.0, 0.0, 1.0),
+    "kl": (1.0, 0.0, 0.0),
+    "cos+kl": (1.0, 1.0, 0.0),
+    "cos+kl+lm": (1.0, 1.0, 1.0),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="small", choices=("tiny", "small"))
+    p.add_argument("--num-layers", type=int, default=None, help="override the preset's layer count")
+    p.add_argument("--teacher-checkpoint", default=None, help="examples/pretrain.py's <out>/checkpoints")
+    p.add_argument("--parent-steps", type=int, default=300, help="pretraining steps without a checkpoint")
+    p.add_argument("--parent-lr", type=float, default=3e-3)
+    p.add_argument("--steps", type=int, default=100, help="training steps of every student")
+    p.add_argument("--lr", type=float, default=1e-3, help="student peak learning rate")
+    p.add_argument("--batch", type=int, default=8, help="global batch (rows)")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {tuple(VARIANTS)}")
+    p.add_argument("--chunk-size", type=int, default=None, help="form logits in sequence chunks of this size")
+    p.add_argument("--eval-batches", type=int, default=4, help="held-out batches for KL and LM loss")
+    p.add_argument("--eval-problems", type=int, default=64, help="held-out problems for task accuracy")
+    p.add_argument("--eval-difficulties", default="1,2")
+    p.add_argument("--mesh", default="data=-1,fsdp=1,tensor=1", help="mesh axes, e.g. data=2,fsdp=2,tensor=2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the results table here as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+    axes = {}
+    for part in text.split(","):
+        name, _, size = part.partition("=")
+        if not size.lstrip("-").isdigit():
+            raise SystemExit(f"--mesh entry {part!r} must look like name=size")
+        axes[name.strip()] = int(size)
+    return axes
+
+
+def child_of(parent: ModelConfig) -> ModelConfig:
+    """Every FFN at half width; attention removed from the odd layers strictly inside the stack."""
+    blocks = []
+    for i, block in enumerate(parent.blocks):
+        attention = AttentionConfig.none() if i % 2 == 1 and i < parent.num_layers - 1 else block.attention
+        blocks.append(BlockConfig(attention, FFNConfig.swiglu(block.ffn.intermediate_size // 2)))
+    return parent.replace(blocks=tuple(blocks))
+
+
+def answer_accuracy(config: ModelConfig, params: PyTree, problems: list[Problem], tokenizer: ByteTokenizer,
+                    *, max_new_tokens: int) -> float:
+    """Fraction of problems whose greedy completion of ``bos + prompt + newline`` states the right answer."""
+    prompts = [[tokenizer.bos_id, *tokenizer.encode(p.prompt + "\n")] for p in problems]
+    width = max(len(p) for p in prompts)
+    tokens = np.zeros((len(prompts), width), np.int32)
+    where = np.zeros((len(prompts), width), bool)
+    for r, ids in enumerate(prompts):
+        tokens[r, width - len(ids):], where[r, width - len(ids):] = ids, True
+    out = generate(config, params, jnp.asarray(tokens), jax.random.key(0), where=jnp.asarray(where),
+                   max_new_tokens=max_new_tokens, eos_ids=(tokenizer.eos_id,), pad_id=tokenizer.pad_id)
+    out_tokens, lengths = jax.device_get((out.tokens, out.lengths))
+    correct = 0
+    for problem, row, n in zip(problems, out_tokens, lengths, strict=True):
+        answer = extract_answer(tokenizer.decode([int(t) for t in row[:n] if t < 256]))
+        correct += answer is not None and problem.verify(answer)
+    return correct / len(problems)
+
+
+def pretrain_parent(config: ModelConfig, args: argparse.Namespace, mesh, tokenizer, local_batch: int) -> PyTree:
+    schedule = warmup_cosine(args.parent_lr, warmup_steps=min(50, args.parent_steps // 5),
+                             total_steps=args.parent_steps)
+    run = setup_model_training(config, lm_objective(config), adamw(schedule), mesh, jax.random.key(args.seed),
+                               learning_rate_fn=schedule)
+    data = iter(synthetic_pipeline(tokenizer, seq_len=args.seq_len, batch_size=local_batch,
+                                   source=ProblemSource(seed=args.seed + 1)))
+    state = fit(run.step, run.state, data, num_steps=args.parent_steps, batch_sharding=run.batch_sharding,
+                progress=not args.no_progress)
+    return state.params
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {tuple(VARIANTS)}")
+    tokenizer = ByteTokenizer()
+    layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
+    parent = getattr(ModelConfig, args.preset)(**layers)
+    child = child_of(parent)
+    mesh = make_mesh(parse_mesh(args.mesh))
+    if args.batch % jax.process_count():
+        raise SystemExit(f"--batch={args.batch} must divide by the process count {jax.process_count()}")
+    local_batch = args.batch // jax.process_count()
+
+    if args.teacher_checkpoint:
+        like_pretrain = adamw(warmup_cosine(1.0, warmup_steps=0, total_steps=1))  # only the state's structure
+        parent_params = params_from_checkpoint(parent, args.teacher_checkpoint, like_pretrain, mesh)
+        print(f"parent restored from {args.teacher_checkpoint}")
+    else:
+        print(f"pretraining the {args.preset} parent for {args.parent_steps} steps")
+        parent_params = pretrain_parent(parent, args, mesh, tokenizer, local_batch)
+    parent_params = place_params(parent, parent_params, mesh)
+    child_init = slice_student(parent, jax.device_get(parent_params), child)
+    print(f"parent {cost.param_count(parent):,} params, child {cost.param_count(child):,} params "
+          f"({cost.forward_flops_per_token(child, args.seq_len) / cost.forward_flops_per_token(parent, args.seq_len):.0%}"
+          " of the parent's forward FLOPs/token)")
+
+    held_out = list(itertools.islice(iter(synthetic_pipeline(
+        tokenizer, seq_len=args.seq_len, batch_size=local_batch, source=ProblemSource(seed=args.seed + 10_000))),
+        args.eval_batches))
+    difficulties = tuple(int(d) for d in args.eval_difficulties.split(","))
+    problems = list(itertools.islice(ProblemSource(difficulties=difficulties, seed=args.seed + 20_000),
+                                     args.eval_problems))
+    max_new = max(len(tokenizer.encode(p.trace + "\nAnswer: " + p.answer)) for p in problems) + 8
+    sharding = batch_sharding(mesh)
+    lm_eval = {id(c): make_eval_fn(lm_objective(c), held_out, batch_sharding=sharding) for c in (parent, child)}
+    kl_eval = make_distill_eval_fn(kd_objective(child, parent, hidden_weight=0.0), parent_params, held_out,
+                                   batch_sharding=sharding)
+
+    def evaluate(config: ModelConfig, params: PyTree) -> dict[str, float]:
+        state = TrainState(jnp.zeros((), jnp.int32), params, None, None)
+        return {"kl": kl_eval(state)["kl"] if config is child else 0.0, "lm": lm_eval[id(config)](state)["loss"],
+                "accuracy": answer_accuracy(config, params, problems, tokenizer, max_new_tokens=max_new)}
+
+    results = {"parent": evaluate(parent, parent_params), "child, sliced": evaluate(child, child_init)}
+    schedule = warmup_cosine(args.lr, warmup_steps=max(1, args.steps // 10), total_steps=args.steps)
+    for name in variants:
+        kl_w, cos_w, lm_w = VARIANTS[name]
+        objective = kd_objective(child, parent, kl_weight=kl_w, hidden_weight=cos_w, lm_weight=lm_w,
+                                 chunk_size=args.chunk_size)
+        run = setup_distillation(child, parent, parent_params, objective, adamw(schedule), mesh,
+                                 jax.random.key(args.seed), init_params=lambda k: child_init,
+                                 learning_rate_fn=schedule)
+        data = iter(synthetic_pipeline(tokenizer, seq_len=args.seq_len, batch_size=local_batch,
+                                       source=ProblemSource(seed=args.seed + 2)))
+        state, history = run.state, []
+        for batch in itertools.islice(data, args.steps):
+            state, metrics = run.step(state, batch)
+            history.append(metrics)
+        losses = [float(m["loss"]) for m in jax.device_get(history)]
+        first = np.mean(losses[: max(1, len(losses) // 10)])
+        last = np.mean(losses[-max(1, len(losses) // 10):])
+        results[name] = {**evaluate(child, state.params), "train_loss_first": float(first),
+                         "train_loss_last": float(last)}
+        print(f"  {name:<10} trained: objective {first:.4f} -> {last:.4f}")
+
+    print(f"\nheld-out, same token budget ({args.steps} steps x {args.batch} x {args.seq_len} tokens per student);"
+          f" accuracy = greedy answer correctness on {len(problems)} problems (difficulty {args.eval_difficulties})")
+    print(f"{'model':<16} {'KL to parent':>12} {'LM loss':>8} {'accuracy':>9}")
+    for name, row in results.items():
+        print(f"{name:<16} {row['kl']:>12.4f} {row['lm']:>8.4f} {row['accuracy']:>9.1%}")
+    if args.out:
+        path = pathlib.Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
