@@ -2,7 +2,7 @@
 
 The model learns from paired samples: every training problem appears with thinking on (``<think>`` gold trace
 ``</think>Answer: a``) and with thinking off (``Answer: a`` alone), in LN-Nano's stages: a reasoning-only stage,
-then both modes mixed. It is then asked held-out multi-step problems (arithmetic chains, letter counting) in
+then both modes mixed. It is then asked held-out multi-step problems (arithmetic chains of 2-3 operations) in
 both modes and graded: pass@1 over k samples, format compliance (on: one well-formed think block before the
 answer; off: no tags) and mean response length.
 

@@ -1,6 +1,9 @@
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_sft_reasoning_tiny_loss_falls_and_reports_both_modes(tmp_path, load_example):
     example = load_example("sft_reasoning")
     out = example.main(["--preset", "tiny", "--pretrain-steps", "4", "--reasoning-steps", "6", "--mixed-steps", "14",

@@ -44,6 +44,7 @@ def test_all_masked_gives_zero_loss_and_finite_grads(params):
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_two_stage_sft_lowers_the_loss_in_both_modes(params):
     problems = ProblemSource(difficulties=(1,), size=512)
     stages = reasoning_then_mixed(problems, TOK, steps=(6, 18), learning_rate=3e-3)
