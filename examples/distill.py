@@ -25,6 +25,7 @@ import itertools
 import json
 import pathlib
 import sys
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -136,40 +137,38 @@ def pretrain_parent(config: ModelConfig, args: argparse.Namespace, mesh, tokeniz
     return state.params
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",")]
+def ablation(parent: ModelConfig, parent_params: PyTree, mesh, *, variants: Sequence[str] = tuple(VARIANTS),
+             steps: int = 100, batch: int = 8, seq_len: int = 128, lr: float = 1e-3, chunk_size: int | None = None,
+             eval_batches: int = 4, eval_problems: int = 64, eval_difficulties: Sequence[int] = (1, 2),
+             seed: int = 0) -> dict[str, dict[str, float]]:
+    """Train ``child_of(parent)`` once per variant at the same token budget and print the comparison table.
+
+    Every variant starts from the same sliced child, sees the same batches in the same order, and uses the
+    same optimiser and schedule; only the objective's weights differ (``VARIANTS``).
+
+    Returns:
+      ``{row: {"kl", "lm", "accuracy"[, "train_loss_first", "train_loss_last"]}}`` for the parent, the sliced
+      child before training, and every variant.
+    """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise SystemExit(f"--variants: unknown {unknown}; choose from {tuple(VARIANTS)}")
+        raise ValueError(f"variants: unknown {unknown}; choose from {tuple(VARIANTS)}")
+    if batch % jax.process_count():
+        raise ValueError(f"batch={batch} must divide by the process count {jax.process_count()}")
+    local_batch = batch // jax.process_count()
     tokenizer = ByteTokenizer()
-    layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
-    parent = getattr(ModelConfig, args.preset)(**layers)
     child = child_of(parent)
-    mesh = make_mesh(parse_mesh(args.mesh))
-    if args.batch % jax.process_count():
-        raise SystemExit(f"--batch={args.batch} must divide by the process count {jax.process_count()}")
-    local_batch = args.batch // jax.process_count()
-
-    if args.teacher_checkpoint:
-        like_pretrain = adamw(warmup_cosine(1.0, warmup_steps=0, total_steps=1))  # only the state's structure
-        parent_params = params_from_checkpoint(parent, args.teacher_checkpoint, like_pretrain, mesh)
-        print(f"parent restored from {args.teacher_checkpoint}")
-    else:
-        print(f"pretraining the {args.preset} parent for {args.parent_steps} steps")
-        parent_params = pretrain_parent(parent, args, mesh, tokenizer, local_batch)
     parent_params = place_params(parent, parent_params, mesh)
     child_init = slice_student(parent, jax.device_get(parent_params), child)
+    flops = [cost.forward_flops_per_token(c, seq_len) for c in (child, parent)]
     print(f"parent {cost.param_count(parent):,} params, child {cost.param_count(child):,} params "
-          f"({cost.forward_flops_per_token(child, args.seq_len) / cost.forward_flops_per_token(parent, args.seq_len):.0%}"
-          " of the parent's forward FLOPs/token)")
+          f"({flops[0] / flops[1]:.0%} of the parent's forward FLOPs/token)")
 
     held_out = list(itertools.islice(iter(synthetic_pipeline(
-        tokenizer, seq_len=args.seq_len, batch_size=local_batch, source=ProblemSource(seed=args.seed + 10_000))),
-        args.eval_batches))
-    difficulties = tuple(int(d) for d in args.eval_difficulties.split(","))
-    problems = list(itertools.islice(ProblemSource(difficulties=difficulties, seed=args.seed + 20_000),
-                                     args.eval_problems))
+        tokenizer, seq_len=seq_len, batch_size=local_batch, source=ProblemSource(seed=seed + 10_000))),
+        eval_batches))
+    problems = list(itertools.islice(ProblemSource(difficulties=tuple(eval_difficulties), seed=seed + 20_000),
+                                     eval_problems))
     max_new = max(len(tokenizer.encode(p.trace + "\nAnswer: " + p.answer)) for p in problems) + 8
     sharding = batch_sharding(mesh)
     lm_eval = {id(c): make_eval_fn(lm_objective(c), held_out, batch_sharding=sharding) for c in (parent, child)}
@@ -182,32 +181,55 @@ def main(argv: list[str] | None = None) -> dict:
                 "accuracy": answer_accuracy(config, params, problems, tokenizer, max_new_tokens=max_new)}
 
     results = {"parent": evaluate(parent, parent_params), "child, sliced": evaluate(child, child_init)}
-    schedule = warmup_cosine(args.lr, warmup_steps=max(1, args.steps // 10), total_steps=args.steps)
+    schedule = warmup_cosine(lr, warmup_steps=max(1, steps // 10), total_steps=steps)
     for name in variants:
         kl_w, cos_w, lm_w = VARIANTS[name]
         objective = kd_objective(child, parent, kl_weight=kl_w, hidden_weight=cos_w, lm_weight=lm_w,
-                                 chunk_size=args.chunk_size)
+                                 chunk_size=chunk_size)
         run = setup_distillation(child, parent, parent_params, objective, adamw(schedule), mesh,
-                                 jax.random.key(args.seed), init_params=lambda k: child_init,
+                                 jax.random.key(seed), init_params=lambda k: child_init,
                                  learning_rate_fn=schedule)
-        data = iter(synthetic_pipeline(tokenizer, seq_len=args.seq_len, batch_size=local_batch,
-                                       source=ProblemSource(seed=args.seed + 2)))
+        data = iter(synthetic_pipeline(tokenizer, seq_len=seq_len, batch_size=local_batch,
+                                       source=ProblemSource(seed=seed + 2)))
         state, history = run.state, []
-        for batch in itertools.islice(data, args.steps):
-            state, metrics = run.step(state, batch)
+        for rows in itertools.islice(data, steps):
+            state, metrics = run.step(state, rows)
             history.append(metrics)
         losses = [float(m["loss"]) for m in jax.device_get(history)]
-        first = np.mean(losses[: max(1, len(losses) // 10)])
-        last = np.mean(losses[-max(1, len(losses) // 10):])
-        results[name] = {**evaluate(child, state.params), "train_loss_first": float(first),
-                         "train_loss_last": float(last)}
+        first = float(np.mean(losses[: max(1, len(losses) // 10)]))
+        last = float(np.mean(losses[-max(1, len(losses) // 10):]))
+        results[name] = {**evaluate(child, state.params), "train_loss_first": first, "train_loss_last": last}
         print(f"  {name:<10} trained: objective {first:.4f} -> {last:.4f}")
 
-    print(f"\nheld-out, same token budget ({args.steps} steps x {args.batch} x {args.seq_len} tokens per student);"
-          f" accuracy = greedy answer correctness on {len(problems)} problems (difficulty {args.eval_difficulties})")
+    print(f"\nheld-out, same token budget ({steps} steps x {batch} x {seq_len} tokens per student); accuracy = "
+          f"greedy answer correctness on {len(problems)} problems (difficulty {tuple(eval_difficulties)})")
     print(f"{'model':<16} {'KL to parent':>12} {'LM loss':>8} {'accuracy':>9}")
     for name, row in results.items():
         print(f"{name:<16} {row['kl']:>12.4f} {row['lm']:>8.4f} {row['accuracy']:>9.1%}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
+    parent = getattr(ModelConfig, args.preset)(**layers)
+    mesh = make_mesh(parse_mesh(args.mesh))
+    if args.batch % jax.process_count():
+        raise SystemExit(f"--batch={args.batch} must divide by the process count {jax.process_count()}")
+    variants = [v.strip() for v in args.variants.split(",")]
+    if any(v not in VARIANTS for v in variants):
+        raise SystemExit(f"--variants={args.variants!r}: choose from {tuple(VARIANTS)}")
+    if args.teacher_checkpoint:
+        like_pretrain = adamw(warmup_cosine(1.0, warmup_steps=0, total_steps=1))  # only the state's structure
+        parent_params = params_from_checkpoint(parent, args.teacher_checkpoint, like_pretrain, mesh)
+        print(f"parent restored from {args.teacher_checkpoint}")
+    else:
+        print(f"pretraining the {args.preset} parent for {args.parent_steps} steps")
+        parent_params = pretrain_parent(parent, args, mesh, ByteTokenizer(), args.batch // jax.process_count())
+    results = ablation(parent, parent_params, mesh, variants=variants, steps=args.steps, batch=args.batch,
+                       seq_len=args.seq_len, lr=args.lr, chunk_size=args.chunk_size, eval_batches=args.eval_batches,
+                       eval_problems=args.eval_problems,
+                       eval_difficulties=[int(d) for d in args.eval_difficulties.split(",")], seed=args.seed)
     if args.out:
         path = pathlib.Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
