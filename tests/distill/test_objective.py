@@ -145,3 +145,13 @@ def test_all_masked_batch_gives_zero_loss_and_finite_grads(teacher, student, bat
     assert float(loss) == 0.0 and float(aux["tokens"]) == 0.0
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
+
+
+def test_masked_rows_equal_sliced_rows(teacher, student, batch):
+    (t_cfg, t_params), (s_cfg, s_params) = teacher, student
+    objective = jax.jit(lambda p, b: kd_objective(s_cfg, t_cfg, lm_weight=1.0)(t_params, jnp.int32(0))(p, b, RNG))
+    masked = {**batch, "loss_mask": batch["loss_mask"] & (np.arange(4) < 2)[:, None]}
+    sliced = {k: v[:2] for k, v in batch.items()}
+    (loss_m, aux_m), (loss_s, aux_s) = objective(s_params, masked), objective(s_params, sliced)
+    np.testing.assert_allclose(loss_m, loss_s, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), aux_m, aux_s)
