@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -19,13 +20,45 @@ def param(module: nn.Module, name: str, shape: tuple[int, ...], axes: tuple[str 
     return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
 
+def _matmul(spec: str, a: Array, b: Array) -> Array:
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
 def project(x: Array, kernel: Array, spec: str, dtype: jnp.dtype) -> Array:
     """``einsum(spec, x, kernel)`` with inputs in ``dtype`` and float32 accumulation, cast back to ``dtype``.
 
-    On CPUs with a bf16 matrix unit, bf16 inputs with float32 accumulation are what reach it.
+    On CPUs with a bf16 matrix unit, bf16 inputs with float32 accumulation are what reach it. JAX's own
+    transpose of such a product computes the backward matmuls in float32, so for low-precision ``dtype`` the
+    gradient is defined explicitly: both backward products also take ``dtype`` inputs (the cotangent cast to
+    ``dtype``, as in standard mixed-precision training) and accumulate in float32. ``spec`` must be a
+    two-operand einsum in which every index of an operand appears in the output or the other operand.
     """
-    out = jnp.einsum(spec, x.astype(dtype), kernel.astype(dtype), preferred_element_type=jnp.float32)
-    return out.astype(dtype)
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float32 or dtype == jnp.float64:
+        return _matmul(spec, x.astype(dtype), kernel.astype(dtype)).astype(dtype)
+    return _low_precision_project(x, kernel, spec, dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _low_precision_project(x: Array, kernel: Array, spec: str, dtype: jnp.dtype) -> Array:
+    return _matmul(spec, x.astype(dtype), kernel.astype(dtype)).astype(dtype)
+
+
+def _low_precision_fwd(x: Array, kernel: Array, spec: str, dtype: jnp.dtype) -> tuple[Array, tuple[Array, Array]]:
+    return _low_precision_project(x, kernel, spec, dtype), (x, kernel)
+
+
+def _low_precision_bwd(spec: str, dtype: jnp.dtype, residuals: tuple[Array, Array], ct: Array) -> tuple[Array, Array]:
+    x, kernel = residuals
+    inputs, out = spec.split("->")
+    a, b = inputs.split(",")
+    ct = ct.astype(dtype)
+    dx = _matmul(f"{out},{b}->{a}", ct, kernel.astype(dtype))
+    dk = _matmul(f"{a},{out}->{b}", x.astype(dtype), ct)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_low_precision_project.defvjp(_low_precision_fwd, _low_precision_bwd)
 
 
 def dense_init(fan_in: int) -> nn.initializers.Initializer:

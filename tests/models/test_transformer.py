@@ -186,3 +186,18 @@ def test_blocked_causal_attention_is_exact():
     mask = attention_mask(seg, seg, jnp.arange(t), jnp.arange(t))
     full = dot_product_attention(q, k, v, mask, jnp.float32)
     np.testing.assert_allclose(blocked_causal_attention(q, k, v, mask, jnp.float32, block=8), full, atol=1e-5)
+
+
+def test_bf16_gradients_follow_float32_gradients(model):
+    cfg, params = model
+    tokens = jax.random.randint(jax.random.key(8), (2, 16), 0, cfg.vocab_size)
+
+    def loss(p, c):
+        return jnp.mean(jax.nn.log_softmax(eager_forward(c, p, tokens).logits)[..., 0])
+
+    g32 = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg)
+    g16 = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg.replace(dtype="bfloat16"))
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+        assert a.dtype == jnp.float32
+        cos = jnp.sum(a * b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-12)
+        assert float(cos) > 0.98
