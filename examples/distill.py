@@ -8,8 +8,10 @@
 3. Four copies of the child are trained at the same token budget (same batches, same steps) with
    LM loss only / KL only / cosine + KL / cosine + KL + LM (``lnemo.distill.kd_objective``), the parent
    frozen on the same mesh.
-4. The table: held-out forward KL to the parent, held-out LM loss, and task accuracy = the fraction of
-   held-out synthetic problems whose greedy completion (``lnemo.generate``) states the right answer.
+4. The table: held-out forward KL to the parent, held-out LM loss, and task accuracy on held-out synthetic
+   problems, twice: ``greedy``, the greedy completion of the prompt (``lnemo.generate``) states the right
+   answer; ``forced``, every answer token is the arg-max prediction given the gold prompt and trace
+   (teacher-forced; informative where a briefly trained parent rarely completes a whole trace correctly).
 
 Puzzle (arXiv 2411.19146, reference sheet §6.8) found cosine + KL best and every variant with an LM loss
 worse; at this scale expect the KD variants to reach a far lower KL to the parent than LM only.
@@ -31,13 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lnemo.data import (
-    ByteTokenizer,
-    Problem,
-    ProblemSource,
-    extract_answer,
-    synthetic_pipeline,
-)
+from lnemo.data import ByteTokenizer, Problem, ProblemSource, extract_answer, synthetic_pipeline
+from lnemo.data.tasks import ANSWER_PREFIX
 from lnemo.distill import (
     kd_objective,
     make_distill_eval_fn,
@@ -47,7 +44,14 @@ from lnemo.distill import (
     slice_student,
 )
 from lnemo.generate import generate
-from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost
+from lnemo.models import (
+    AttentionConfig,
+    BlockConfig,
+    FFNConfig,
+    ModelConfig,
+    cost,
+    forward,
+)
 from lnemo.sharding import batch_sharding, make_mesh
 from lnemo.train import adamw, fit, make_eval_fn, warmup_cosine
 from lnemo.train.model_setup import setup_model_training
@@ -69,9 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="small", choices=("tiny", "small"))
     p.add_argument("--num-layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--teacher-checkpoint", default=None, help="examples/pretrain.py's <out>/checkpoints")
-    p.add_argument("--parent-steps", type=int, default=300, help="pretraining steps without a checkpoint")
+    p.add_argument("--parent-steps", type=int, default=200, help="pretraining steps without a checkpoint")
     p.add_argument("--parent-lr", type=float, default=3e-3)
-    p.add_argument("--steps", type=int, default=100, help="training steps of every student")
+    p.add_argument("--steps", type=int, default=80, help="training steps of every student")
     p.add_argument("--lr", type=float, default=1e-3, help="student peak learning rate")
     p.add_argument("--batch", type=int, default=8, help="global batch (rows)")
     p.add_argument("--seq-len", type=int, default=128)
@@ -125,6 +129,23 @@ def answer_accuracy(config: ModelConfig, params: PyTree, problems: list[Problem]
     return correct / len(problems)
 
 
+def answer_accuracy_teacher_forced(config: ModelConfig, params: PyTree, problems: list[Problem],
+                                   tokenizer: ByteTokenizer) -> float:
+    """Fraction of problems whose every answer token is the arg-max prediction given the gold prompt and trace."""
+    docs, spans = [], []
+    for p in problems:
+        head = [tokenizer.bos_id, *tokenizer.encode(f"{p.prompt}\n{p.trace}\n{ANSWER_PREFIX} ")]
+        docs.append(head + tokenizer.encode(p.answer))
+        spans.append((len(head), len(docs[-1])))
+    tokens = np.full((len(docs), max(map(len, docs))), tokenizer.pad_id, np.int32)
+    for r, doc in enumerate(docs):
+        tokens[r, : len(doc)] = doc
+    logits = jax.jit(lambda p, t: forward(config, p, t).logits)(params, jnp.asarray(tokens))
+    predicted = np.asarray(jnp.argmax(logits, axis=-1))
+    return float(np.mean([np.array_equal(predicted[r, a - 1 : b - 1], tokens[r, a:b])
+                          for r, (a, b) in enumerate(spans)]))
+
+
 def pretrain_parent(config: ModelConfig, args: argparse.Namespace, mesh, tokenizer, local_batch: int) -> PyTree:
     schedule = warmup_cosine(args.parent_lr, warmup_steps=min(50, args.parent_steps // 5),
                              total_steps=args.parent_steps)
@@ -147,8 +168,8 @@ def ablation(parent: ModelConfig, parent_params: PyTree, mesh, *, variants: Sequ
     same optimiser and schedule; only the objective's weights differ (``VARIANTS``).
 
     Returns:
-      ``{row: {"kl", "lm", "accuracy"[, "train_loss_first", "train_loss_last"]}}`` for the parent, the sliced
-      child before training, and every variant.
+      ``{row: {"kl", "lm", "accuracy", "answer_tf"[, "train_loss_first", "train_loss_last"]}}`` for the
+      parent, the sliced child before training, and every variant.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -178,7 +199,8 @@ def ablation(parent: ModelConfig, parent_params: PyTree, mesh, *, variants: Sequ
     def evaluate(config: ModelConfig, params: PyTree) -> dict[str, float]:
         state = TrainState(jnp.zeros((), jnp.int32), params, None, None)
         return {"kl": kl_eval(state)["kl"] if config is child else 0.0, "lm": lm_eval[id(config)](state)["loss"],
-                "accuracy": answer_accuracy(config, params, problems, tokenizer, max_new_tokens=max_new)}
+                "accuracy": answer_accuracy(config, params, problems, tokenizer, max_new_tokens=max_new),
+                "answer_tf": answer_accuracy_teacher_forced(config, params, problems, tokenizer)}
 
     results = {"parent": evaluate(parent, parent_params), "child, sliced": evaluate(child, child_init)}
     schedule = warmup_cosine(lr, warmup_steps=max(1, steps // 10), total_steps=steps)
@@ -201,11 +223,13 @@ def ablation(parent: ModelConfig, parent_params: PyTree, mesh, *, variants: Sequ
         results[name] = {**evaluate(child, state.params), "train_loss_first": first, "train_loss_last": last}
         print(f"  {name:<10} trained: objective {first:.4f} -> {last:.4f}")
 
-    print(f"\nheld-out, same token budget ({steps} steps x {batch} x {seq_len} tokens per student); accuracy = "
-          f"greedy answer correctness on {len(problems)} problems (difficulty {tuple(eval_difficulties)})")
-    print(f"{'model':<16} {'KL to parent':>12} {'LM loss':>8} {'accuracy':>9}")
+    print(f"\nheld-out, same token budget ({steps} steps x {batch} x {seq_len} tokens per student), "
+          f"{len(problems)} problems of difficulty {tuple(eval_difficulties)}:\n"
+          "  greedy = the greedy completion of the prompt states the right answer;\n"
+          "  forced = every answer token is the arg-max prediction given the gold prompt and trace")
+    print(f"{'model':<16} {'KL to parent':>12} {'LM loss':>8} {'greedy':>7} {'forced':>7}")
     for name, row in results.items():
-        print(f"{name:<16} {row['kl']:>12.4f} {row['lm']:>8.4f} {row['accuracy']:>9.1%}")
+        print(f"{name:<16} {row['kl']:>12.4f} {row['lm']:>8.4f} {row['accuracy']:>7.1%} {row['answer_tf']:>7.1%}")
     return results
 
 
