@@ -34,13 +34,16 @@ from lnemo.models import ModelConfig, hf, init
 from lnemo.sft import Stage, evaluate, final_losses, reasoning_then_mixed, train_sft
 from lnemo.types import PyTree
 
-TASKS = (arithmetic,)
+def tasks(max_operand: int) -> tuple:
+    """Arithmetic chains with operands up to ``max_operand`` (small operands keep the fact table small)."""
+    return (functools.partial(arithmetic, max_operand=max_operand),)
 
 
 def pretrain(config: ModelConfig, params: PyTree, *, steps: int, seq_len: int, batch: int, lr: float,
-             seed: int = 0) -> PyTree:
+             max_operand: int = 5, seed: int = 0) -> PyTree:
     """Plain next-token pretraining on synthetic problem documents (a one-stage ``train_sft`` on documents)."""
-    docs = grain.MapDataset.source(ProblemSource(tasks=TASKS, seed=seed + 7, size=50_000)).map(problem_document)
+    docs = grain.MapDataset.source(ProblemSource(tasks=tasks(max_operand), seed=seed + 7, size=50_000)
+                                   ).map(problem_document)
     examples = docs.map(functools.partial(tokenize_document, tokenizer=ByteTokenizer()))
     params, _ = train_sft(config, params, [Stage("pretrain", examples, steps, lr)], ByteTokenizer(),
                           seq_len=seq_len, batch_size=batch, seed=seed)
@@ -50,7 +53,8 @@ def pretrain(config: ModelConfig, params: PyTree, *, steps: int, seq_len: int, b
 def run(config: ModelConfig, params: PyTree, *, steps: tuple[int, int] = (60, 140), learning_rate: float = 2e-3,
         seq_len: int = 256, batch: int = 16, difficulties: tuple[int, ...] = (1, 2, 3),
         eval_difficulties: tuple[int, ...] = (2, 3), eval_problems: int = 64, eval_samples: int = 2,
-        max_new_tokens: int = 128, seed: int = 0, log_every: int = 20, verbose: bool = True) -> dict:
+        max_new_tokens: int = 128, max_operand: int = 5, seed: int = 0, log_every: int = 20,
+        verbose: bool = True) -> dict:
     """SFT ``params`` on paired on/off data, then evaluate both modes on held-out multi-step problems.
 
     Args:
@@ -64,6 +68,7 @@ def run(config: ModelConfig, params: PyTree, *, steps: tuple[int, int] = (60, 14
       eval_problems: number of held-out problems.
       eval_samples: k samples per problem and mode (temperature 0.6, top-p 0.95).
       max_new_tokens: response length limit.
+      max_operand: largest operand of the arithmetic chains.
       seed: data and sampling seed.
       log_every: logging period in steps.
       verbose: print progress and the report.
@@ -74,8 +79,8 @@ def run(config: ModelConfig, params: PyTree, *, steps: tuple[int, int] = (60, 14
       ``finished_rate``, ``by_difficulty``, ``by_task``.
     """
     tok = ByteTokenizer()
-    train = ProblemSource(tasks=TASKS, difficulties=difficulties, seed=seed, size=100_000)
-    held_out = list(ProblemSource(tasks=TASKS, difficulties=eval_difficulties, seed=seed + 1_000_003,
+    train = ProblemSource(tasks=tasks(max_operand), difficulties=difficulties, seed=seed, size=100_000)
+    held_out = list(ProblemSource(tasks=tasks(max_operand), difficulties=eval_difficulties, seed=seed + 1_000_003,
                                   size=eval_problems))
     stages = reasoning_then_mixed(train, tok, steps=steps, learning_rate=learning_rate)
     start = time.perf_counter()
@@ -125,6 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-problems", type=int, default=64)
     p.add_argument("--eval-samples", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-operand", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report (without params) as JSON here")
     return p.parse_args(argv)
@@ -139,10 +145,11 @@ def main(argv: list[str] | None = None) -> dict:
         params = jax.jit(init, static_argnums=0)(config, jax.random.key(args.seed))
         if args.pretrain_steps:
             params = pretrain(config, params, steps=args.pretrain_steps, seq_len=args.seq_len, batch=args.batch,
-                              lr=args.lr, seed=args.seed)
+                              lr=args.lr, max_operand=args.max_operand, seed=args.seed)
     out = run(config, params, steps=(args.reasoning_steps, args.mixed_steps), learning_rate=args.lr,
               seq_len=args.seq_len, batch=args.batch, eval_problems=args.eval_problems,
-              eval_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, seed=args.seed)
+              eval_samples=args.eval_samples, max_new_tokens=args.max_new_tokens, max_operand=args.max_operand,
+              seed=args.seed)
     if args.out:
         path = pathlib.Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
