@@ -16,7 +16,7 @@
 Puzzle (arXiv 2411.19146, reference sheet §6.8) found cosine + KL best and every variant with an LM loss
 worse; at this scale expect the KD variants to reach a far lower KL to the parent than LM only.
 
-Example: ``python examples/distill.py`` (a few minutes on 2 CPU cores), or
+Example: ``python examples/distill.py`` (about 6 minutes on 2 CPU cores), or
 ``python examples/distill.py --teacher-checkpoint runs/pretrain/checkpoints --steps 300``.
 """
 
