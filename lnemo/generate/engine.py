@@ -126,6 +126,9 @@ def generate(config: ModelConfig, params: PyTree, prompts_BxP: Array, key: PRNGK
     where = jnp.ones(prompts_BxP.shape, bool) if where is None else jnp.asarray(where, bool)
     if where.shape != prompts_BxP.shape:
         raise ValueError(f"where shape {where.shape} must equal prompts shape {prompts_BxP.shape}")
+    empty = [] if isinstance(where, jax.core.Tracer) else [int(r) for r in jnp.flatnonzero(~jnp.any(where, axis=-1))]
+    if empty:
+        raise ValueError(f"where marks no prompt token in rows {empty}; every row needs at least one")
     if not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
     if not (isinstance(num_samples, int) and num_samples >= 1):

@@ -149,5 +149,7 @@ def test_bad_inputs_raise(model, prompts):
         generate(cfg, params, tokens, jax.random.key(0), where=where[:, :3], max_new_tokens=2)
     with pytest.raises(ValueError, match="prompts"):
         generate(cfg, params, tokens[0], jax.random.key(0), max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"no prompt token in rows \[1\]"):
+        generate(cfg, params, tokens, jax.random.key(0), where=where.at[1].set(False), max_new_tokens=2)
     with pytest.raises(ValueError, match="stop_sequences"):
         generate(cfg, params, tokens, jax.random.key(0), max_new_tokens=2, stop_sequences=[()])
