@@ -6,7 +6,7 @@ fixed-length rows. Training runs on a ``data`` x ``fsdp`` x ``tensor`` mesh over
 bar with loss, tokens/s and MFU, logs JSONL + TensorBoard under ``--out``, checkpoints every
 ``--checkpoint-every`` steps (and on Ctrl-C), and resumes from the newest checkpoint in ``--out``.
 
-Example: ``python examples/pretrain.py --steps 600`` (see examples/README.md for the loss it reaches).
+Example: ``python examples/pretrain.py --steps 300`` (see examples/README.md for the loss it reaches).
 
 Multi-process: start one copy per process with the same flags plus ``--coordinator HOST:PORT``
 (process 0's address), ``--num-processes N`` and ``--process-id i``. Each process reads its own disjoint
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="small", choices=("tiny", "small"))
     p.add_argument("--num-layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=16, help="global batch (rows)")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mesh", default="data=-1,fsdp=1,tensor=1", help="mesh axes, e.g. data=2,fsdp=2,tensor=2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/pretrain")
-    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--log-every", type=int, default=10)
