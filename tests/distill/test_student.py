@@ -41,9 +41,11 @@ def test_slicing_drops_a_whole_layer_and_refuses_what_it_cannot_slice():
     params = init(parent, jax.random.key(0))
     empty = parent.with_block(1, BlockConfig(AttentionConfig.none(), FFNConfig.none()))
     assert "layers_1" not in slice_student(parent, params, empty)
+    linear = parent.with_block(0, BlockConfig(AttentionConfig.linear(), FFNConfig.swiglu(128)))
     with pytest.raises(ValueError, match="layer 0: cannot slice attention"):
-        slice_student(parent, params, parent.with_block(0, BlockConfig(AttentionConfig.linear(), FFNConfig.swiglu(128))))
+        slice_student(parent, params, linear)
+    wider = parent.with_block(1, BlockConfig(AttentionConfig.gqa(2), FFNConfig.swiglu(256)))
     with pytest.raises(ValueError, match="layer 1: cannot slice FFN"):
-        slice_student(parent, params, parent.with_block(1, BlockConfig(AttentionConfig.gqa(2), FFNConfig.swiglu(256))))
+        slice_student(parent, params, wider)
     with pytest.raises(ValueError, match="num_layers"):
         slice_student(parent, params, ModelConfig.tiny(num_layers=3))
