@@ -66,6 +66,9 @@ def write_teacher_top_k(config: ModelConfig, params: PyTree, batches: Iterable[M
       chunk_size: form the teacher logits this many positions at a time (``T`` must divide by it), so
         that ``[B, T, V]`` is never held at once.
 
+    The batches are this process's; in a multi-process run give each process its own directory (a
+    ``TopKCache`` per process then replays that process's shard of the data).
+
     Returns:
       The directory.
 
