@@ -7,6 +7,9 @@ Stages (``--stages``, comma separated, all by default):
   speed-ups of child over parent beside the cost model's prediction.
 * ``pretrain``: pretrain the parent on the synthetic reasoning corpus (``examples/pretrain.py``) with the
   progress bar, checkpoints under ``--out``/pretrain, and the held-out loss at the end.
+* ``distill``: derive a narrower child from the pretrained parent and heal it by knowledge distillation,
+  comparing an LM-only student with Puzzle's cosine + KL objective at the same token budget
+  (``examples/distill.py``; needs the ``pretrain`` stage's checkpoint).
 
 Run ``python examples/quickstart.py --help`` for the flags.
 """
@@ -24,9 +27,10 @@ from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, c
 from lnemo.models.speed import measure_phase_times, predict_phase_times
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import pretrain  # noqa: E402  (a sibling example script)
+import pretrain  # noqa: E402  (sibling example scripts)
+from distill import ablation  # noqa: E402
 
-STAGES = ("models", "pretrain")
+STAGES = ("models", "pretrain", "distill")
 
 
 def child_of(parent: ModelConfig) -> ModelConfig:
@@ -91,6 +95,29 @@ def stage_pretrain(args: argparse.Namespace) -> dict[str, float]:
     return pretrain.main(argv)
 
 
+def pretrained_parent(args: argparse.Namespace):
+    """The pretrain stage's parent config and parameters on a data-parallel mesh over all devices."""
+    from lnemo.distill import params_from_checkpoint
+    from lnemo.sharding import make_mesh
+    from lnemo.train import adamw, warmup_cosine
+
+    directory = pathlib.Path(args.out) / "pretrain" / "checkpoints"
+    if not directory.is_dir():
+        raise SystemExit(f"no pretrained parent in {directory}: run the 'pretrain' stage first "
+                         f"(--stages pretrain,{args.stages})")
+    parent = pretrain.model_config(pretrain.parse_args(
+        ["--preset", args.preset] + ([] if args.num_layers is None else ["--num-layers", str(args.num_layers)])))
+    mesh = make_mesh({"data": -1})
+    schedule = warmup_cosine(1e-3, warmup_steps=1, total_steps=2)  # only the optimiser-state structure matters
+    return parent, params_from_checkpoint(parent, str(directory), adamw(schedule), mesh), mesh
+
+
+def stage_distill(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    parent, params, mesh = pretrained_parent(args)
+    return ablation(parent, params, mesh, variants=("lm", "cos+kl"), steps=args.distill_steps,
+                    batch=args.distill_batch, seq_len=128, eval_batches=2, eval_problems=32)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
@@ -102,6 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--pretrain-batch", type=int, default=16)
     parser.add_argument("--pretrain-seq-len", type=int, default=256)
+    parser.add_argument("--distill-steps", type=int, default=60)
+    parser.add_argument("--distill-batch", type=int, default=8)
     args = parser.parse_args(argv)
     unknown = [s for s in args.stages.split(",") if s not in STAGES]
     if unknown:
@@ -115,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for stage in args.stages.split(","):
         print(f"\n=== stage: {stage} ===")
-        results[stage] = {"models": stage_models, "pretrain": stage_pretrain}[stage](args)
+        results[stage] = {"models": stage_models, "pretrain": stage_pretrain, "distill": stage_distill}[stage](args)
     return results
 
 

@@ -18,9 +18,15 @@ def test_quickstart_rejects_unknown_stage(load_example):
         quickstart.main(["--stages", "nope"])
 
 
-def test_quickstart_pretrain_stage_on_tiny(tmp_path, load_example):
+def test_quickstart_pretrain_then_distill_on_tiny(tmp_path, load_example):
     quickstart = load_example("quickstart")
-    results = quickstart.main(["--stages", "pretrain", "--preset", "tiny", "--pretrain-steps", "12",
-                               "--pretrain-batch", "8", "--pretrain-seq-len", "64", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="run the 'pretrain' stage first"):
+        quickstart.main(["--stages", "distill", "--preset", "tiny", "--out", str(tmp_path)])
+    results = quickstart.main(["--stages", "pretrain,distill", "--preset", "tiny", "--num-layers", "4",
+                               "--pretrain-steps", "12", "--pretrain-batch", "8", "--pretrain-seq-len", "64",
+                               "--distill-steps", "6", "--out", str(tmp_path)])
     assert results["pretrain"]["loss"] < 5.0  # log(272) = 5.6 at initialisation
     assert (tmp_path / "pretrain" / "checkpoints").is_dir()
+    table = results["distill"]
+    assert {"lm", "cos+kl"} <= set(table)
+    assert table["cos+kl"]["kl"] < table["child, sliced"]["kl"]  # distillation moves the child to the parent
