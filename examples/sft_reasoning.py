@@ -40,7 +40,7 @@ def tasks(max_operand: int) -> tuple:
 
 
 def pretrain(config: ModelConfig, params: PyTree, *, steps: int, seq_len: int, batch: int, lr: float,
-             max_operand: int = 5, seed: int = 0) -> PyTree:
+             max_operand: int = 4, seed: int = 0) -> PyTree:
     """Plain next-token pretraining on synthetic problem documents (a one-stage ``train_sft`` on documents)."""
     docs = grain.MapDataset.source(ProblemSource(tasks=tasks(max_operand), seed=seed + 7, size=50_000)
                                    ).map(problem_document)
@@ -50,10 +50,10 @@ def pretrain(config: ModelConfig, params: PyTree, *, steps: int, seq_len: int, b
     return params
 
 
-def run(config: ModelConfig, params: PyTree, *, steps: tuple[int, int] = (60, 140), learning_rate: float = 2e-3,
-        seq_len: int = 256, batch: int = 16, difficulties: tuple[int, ...] = (1, 2, 3),
-        eval_difficulties: tuple[int, ...] = (2, 3), eval_problems: int = 64, eval_samples: int = 2,
-        max_new_tokens: int = 128, max_operand: int = 5, seed: int = 0, log_every: int = 20,
+def run(config: ModelConfig, params: PyTree, *, steps: tuple[int, int] = (60, 440), learning_rate: float = 3e-3,
+        seq_len: int = 256, batch: int = 8, difficulties: tuple[int, ...] = (1, 2, 3),
+        eval_difficulties: tuple[int, ...] = (2, 3), eval_problems: int = 48, eval_samples: int = 2,
+        max_new_tokens: int = 64, max_operand: int = 4, seed: int = 0, log_every: int = 20,
         verbose: bool = True) -> dict:
     """SFT ``params`` on paired on/off data, then evaluate both modes on held-out multi-step problems.
 
@@ -123,14 +123,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--init", default=None, help="Hugging Face directory of a pretrained model (skips pretraining)")
     p.add_argument("--pretrain-steps", type=int, default=0, help="pretraining steps when --init is not given")
     p.add_argument("--reasoning-steps", type=int, default=60)
-    p.add_argument("--mixed-steps", type=int, default=140)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--mixed-steps", type=int, default=440)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--eval-problems", type=int, default=64)
+    p.add_argument("--eval-problems", type=int, default=48)
     p.add_argument("--eval-samples", type=int, default=2)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--max-operand", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-operand", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report (without params) as JSON here")
     return p.parse_args(argv)
