@@ -52,7 +52,7 @@ from lnemo.models import (
     cost,
     forward,
 )
-from lnemo.sharding import batch_sharding, make_mesh
+from lnemo.sharding import batch_sharding, make_mesh, parse_mesh_axes
 from lnemo.train import adamw, fit, make_eval_fn, warmup_cosine
 from lnemo.train.model_setup import setup_model_training
 from lnemo.train.objectives import lm_objective
@@ -89,16 +89,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="write the results table here as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def parse_mesh(text: str) -> dict[str, int]:
-    axes = {}
-    for part in text.split(","):
-        name, _, size = part.partition("=")
-        if not size.lstrip("-").isdigit():
-            raise SystemExit(f"--mesh entry {part!r} must look like name=size")
-        axes[name.strip()] = int(size)
-    return axes
 
 
 def child_of(parent: ModelConfig) -> ModelConfig:
@@ -237,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
     parent = getattr(ModelConfig, args.preset)(**layers)
-    mesh = make_mesh(parse_mesh(args.mesh))
+    mesh = make_mesh(parse_mesh_axes(args.mesh))
     if args.batch % jax.process_count():
         raise SystemExit(f"--batch={args.batch} must divide by the process count {jax.process_count()}")
     variants = [v.strip() for v in args.variants.split(",")]

@@ -34,7 +34,7 @@ from lnemo import perf
 from lnemo.checkpoint import Checkpointer
 from lnemo.data import ByteTokenizer, ProblemSource, synthetic_pipeline
 from lnemo.models import ModelConfig, cost
-from lnemo.sharding import make_mesh
+from lnemo.sharding import make_mesh, parse_mesh_axes
 from lnemo.train import JsonlWriter, TensorBoardWriter, adamw, fit, make_eval_fn, warmup_cosine
 from lnemo.train.model_setup import setup_model_training
 from lnemo.train.objectives import lm_objective
@@ -69,16 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def parse_mesh(text: str) -> dict[str, int]:
-    axes = {}
-    for part in text.split(","):
-        name, _, size = part.partition("=")
-        if not size.lstrip("-").isdigit():
-            raise SystemExit(f"--mesh entry {part!r} must look like name=size")
-        axes[name.strip()] = int(size)
-    return axes
-
-
 def model_config(args: argparse.Namespace) -> ModelConfig:
     layers = {} if args.num_layers is None else {"num_layers": args.num_layers}
     return getattr(ModelConfig, args.preset)(dtype=args.dtype, **layers)
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         jax.distributed.initialize(args.coordinator, num_processes=args.num_processes, process_id=args.process_id)
     tokenizer = ByteTokenizer()
     config = model_config(args)
-    mesh = make_mesh(parse_mesh(args.mesh))
+    mesh = make_mesh(parse_mesh_axes(args.mesh))
     if args.batch % jax.process_count():
         raise SystemExit(f"--batch={args.batch} must divide by the process count {jax.process_count()}")
     local_batch = args.batch // jax.process_count()

@@ -53,3 +53,22 @@ def make_mesh(axes: Mapping[str, int], *, devices: Sequence[jax.Device] | None =
     return jax.make_mesh(
         tuple(sizes.values()), tuple(sizes), axis_types=(AxisType.Auto,) * len(sizes), devices=devices
     )
+
+
+def parse_mesh_axes(text: str) -> dict[str, int]:
+    """Parse ``"data=-1,fsdp=2,tensor=1"`` (a command-line flag) into ``make_mesh``'s ordered axes dict.
+
+    Example:
+      >>> parse_mesh_axes("data=-1,tensor=2")
+      {'data': -1, 'tensor': 2}
+    """
+    axes: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, size = part.partition("=")
+        name = name.strip()
+        if not name or not size.strip().lstrip("-").isdigit():
+            raise ValueError(f"mesh axes {text!r}: entry {part!r} must look like name=size")
+        if name in axes:
+            raise ValueError(f"mesh axes {text!r}: axis {name!r} appears twice")
+        axes[name] = int(size)
+    return axes

@@ -43,3 +43,13 @@ def test_make_mesh_on_given_devices():
 def test_make_mesh_errors(axes, message):
     with pytest.raises(ValueError, match=message):
         make_mesh(axes)
+
+
+def test_parse_mesh_axes():
+    from lnemo.sharding import parse_mesh_axes
+
+    assert parse_mesh_axes("data=-1,fsdp=2, tensor=1") == {"data": -1, "fsdp": 2, "tensor": 1}
+    with pytest.raises(ValueError, match="'data' must look like name=size"):
+        parse_mesh_axes("data")
+    with pytest.raises(ValueError, match="axis 'data' appears twice"):
+        parse_mesh_axes("data=2,data=4")
