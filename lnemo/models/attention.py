@@ -1,6 +1,7 @@
-"""Attention sub-blocks: causal grouped-query attention with RoPE, and the linear replacement.
+"""Causal grouped-query attention with RoPE.
 
-A layer whose attention is ``"none"`` has no module at all (see ``transformer.Block``).
+The linear replacement is ``layers.NormLinear``; a layer whose attention is ``"none"`` has no module at all
+(see ``transformer.Block``).
 """
 
 from __future__ import annotations
@@ -105,16 +106,3 @@ class Attention(nn.Module):
         y = project(out, wo, "btnh,nhd->btd", dt)
         return constrain(y, ("batch", "sequence", "embed")), new_cache
 
-
-class LinearAttention(nn.Module):
-    """The attention replacement ``RMSNorm(x) @ W`` (``W`` is D x D): every token attends only to itself."""
-
-    config: ModelConfig
-
-    @nn.compact
-    def __call__(self, x_BxTxD: Array) -> Array:
-        c = self.config
-        d = c.hidden_size
-        x = RMSNorm(c.rms_norm_eps, c.params_dtype, name="norm")(x_BxTxD)
-        w = param(self, "linear_attn", (d, d), ("embed", "embed_out"), c.params_dtype, dense_init(d))
-        return constrain(project(x, w, "btd,de->bte", c.compute_dtype), ("batch", "sequence", "embed"))

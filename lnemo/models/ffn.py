@@ -1,4 +1,7 @@
-"""FFN sub-blocks: SwiGLU of any width, parallel SwiGLUs (unfused FFN Fusion) and the linear replacement."""
+"""FFN sub-blocks: SwiGLU of any width and parallel SwiGLUs (unfused FFN Fusion).
+
+The linear replacement is ``layers.NormLinear``.
+"""
 
 from __future__ import annotations
 
@@ -52,16 +55,3 @@ class ParallelSwiGLU(nn.Module):
             out = y if out is None else out + y
         return out
 
-
-class LinearFFN(nn.Module):
-    """The FFN replacement ``RMSNorm(x) @ W`` with ``W`` D x D."""
-
-    config: ModelConfig
-
-    @nn.compact
-    def __call__(self, x_BxTxD: Array) -> Array:
-        c = self.config
-        d = c.hidden_size
-        u = RMSNorm(c.rms_norm_eps, c.params_dtype, name="norm")(x_BxTxD)
-        w = param(self, "linear_mlp", (d, d), ("embed", "embed_out"), c.params_dtype, dense_init(d))
-        return constrain(project(u, w, "btd,de->bte", c.compute_dtype), ("batch", "sequence", "embed"))

@@ -1,4 +1,4 @@
-"""Basic layers: RMSNorm, rotary position embeddings with llama3 scaling, and the projection helper."""
+"""Basic layers: RMSNorm, rotary embeddings with llama3 scaling, projections, and the linear replacement block."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lnemo.models.config import RopeScaling
+from lnemo.models.config import ModelConfig, RopeScaling
+from lnemo.sharding import constrain
 from lnemo.types import Array
 
 
@@ -117,3 +118,22 @@ def apply_rope(x_BxTxNxHd: Array, positions_BxT: Array, inv_freq: np.ndarray) ->
     x1, x2 = jnp.split(x, 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x_BxTxNxHd.dtype)
+
+
+class NormLinear(nn.Module):
+    """A sub-block replaced by one linear map: ``RMSNorm(x) @ W`` with ``W`` D x D (the residual is outside).
+
+    Puzzle's linear attention (``kernel_name="linear_attn"``: every token attends only to itself) and linear
+    FFN (``kernel_name="linear_mlp"``) are this same computation under their nemotron-nas weight names.
+    """
+
+    config: ModelConfig
+    kernel_name: str
+
+    @nn.compact
+    def __call__(self, x_BxTxD: Array) -> Array:
+        c = self.config
+        d = c.hidden_size
+        u = RMSNorm(c.rms_norm_eps, c.params_dtype, name="norm")(x_BxTxD)
+        w = param(self, self.kernel_name, (d, d), ("embed", "embed_out"), c.params_dtype, dense_init(d))
+        return constrain(project(u, w, "btd,de->bte", c.compute_dtype), ("batch", "sequence", "embed"))

@@ -13,11 +13,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lnemo.models.attention import Attention, LinearAttention
+from lnemo.models.attention import Attention
 from lnemo.models.cache import Cache, LayerCache, cache_end
 from lnemo.models.config import BlockConfig, ModelConfig
-from lnemo.models.ffn import LinearFFN, ParallelSwiGLU, SwiGLU
-from lnemo.models.layers import RMSNorm, param, project
+from lnemo.models.ffn import ParallelSwiGLU, SwiGLU
+from lnemo.models.layers import NormLinear, RMSNorm, param, project
 from lnemo.sharding import constrain
 from lnemo.types import Array, PRNGKey, PyTree
 
@@ -53,14 +53,14 @@ class Block(nn.Module):
             y, cache = Attention(self.config, att.num_kv_heads, name="attn")(x, positions, segment_ids, cache)
             x = x + y
         elif att.kind == "linear":
-            x = x + LinearAttention(self.config, name="attn")(x)
+            x = x + NormLinear(self.config, "linear_attn", name="attn")(x)
         if ffn.kind == "swiglu":
             if len(ffn.intermediate_sizes) == 1:
                 x = x + SwiGLU(self.config, ffn.intermediate_sizes[0], name="ffn")(x)
             else:
                 x = x + ParallelSwiGLU(self.config, ffn.intermediate_sizes, name="ffn")(x)
         elif ffn.kind == "linear":
-            x = x + LinearFFN(self.config, name="ffn")(x)
+            x = x + NormLinear(self.config, "linear_mlp", name="ffn")(x)
         return constrain(x, ("batch", "sequence", "embed")), cache
 
 
