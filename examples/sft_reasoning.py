@@ -13,7 +13,9 @@ Start from a pretrained model with ``--init DIR`` (a Hugging Face directory, e.g
 ``lnemo.models.hf.save``); without it the script first pretrains on the synthetic documents for
 ``--pretrain-steps`` steps. ``run(config, params, ...)`` is the entry point for other programs.
 
-Example: ``python examples/sft_reasoning.py`` (small model, a few CPU minutes).
+Example: ``python examples/sft_reasoning.py`` (small model, 500 steps: about 12 minutes on 2 shared CPU cores;
+measured there: thinking on pass@1 0.500, thinking off 0.135, a margin of +0.365; format compliance 1.0 in both
+modes; mean length 27.4 tokens on, 10.6 off).
 """
 
 from __future__ import annotations
