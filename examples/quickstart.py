@@ -10,6 +10,10 @@ Stages (``--stages``, comma separated, all by default):
 * ``distill``: derive a narrower child from the pretrained parent and heal it by knowledge distillation,
   comparing an LM-only student with Puzzle's cosine + KL objective at the same token budget
   (``examples/distill.py``; needs the ``pretrain`` stage's checkpoint).
+* ``sft``: reasoning SFT of the pretrained parent on paired "detailed thinking on/off" data, then pass@1,
+  format compliance and response length per mode on held-out multi-step problems
+  (``examples/sft_reasoning.py``; needs the ``pretrain`` stage's checkpoint). The quickstart's budget is
+  small; ``examples/sft_reasoning.py`` with its defaults shows the full on/off margin.
 
 Run ``python examples/quickstart.py --help`` for the flags.
 """
@@ -29,8 +33,9 @@ from lnemo.models.speed import measure_phase_times, predict_phase_times
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import pretrain  # noqa: E402  (sibling example scripts)
 from distill import ablation  # noqa: E402
+from sft_reasoning import run as sft_run  # noqa: E402
 
-STAGES = ("models", "pretrain", "distill")
+STAGES = ("models", "pretrain", "distill", "sft")
 
 
 def child_of(parent: ModelConfig) -> ModelConfig:
@@ -118,6 +123,16 @@ def stage_distill(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                     batch=args.distill_batch, seq_len=128, eval_batches=2, eval_problems=32)
 
 
+def stage_sft(args: argparse.Namespace) -> dict[str, float]:
+    parent, params, _ = pretrained_parent(args)
+    report = sft_run(parent, jax.device_get(params), steps=(args.sft_steps // 5, args.sft_steps - args.sft_steps // 5),
+                     eval_problems=args.sft_eval_problems, eval_samples=1)
+    return {"on_pass_at_1": report["on"]["pass_at_1"], "off_pass_at_1": report["off"]["pass_at_1"],
+            "margin": report["margin"], "on_format_rate": report["on"]["format_rate"],
+            "off_format_rate": report["off"]["format_rate"], "on_mean_length": report["on"]["mean_length"],
+            "off_mean_length": report["off"]["mean_length"]}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
@@ -131,6 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretrain-seq-len", type=int, default=256)
     parser.add_argument("--distill-steps", type=int, default=60)
     parser.add_argument("--distill-batch", type=int, default=8)
+    parser.add_argument("--sft-steps", type=int, default=120, help="SFT steps (first fifth reasoning-only)")
+    parser.add_argument("--sft-eval-problems", type=int, default=32)
     args = parser.parse_args(argv)
     unknown = [s for s in args.stages.split(",") if s not in STAGES]
     if unknown:
@@ -144,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for stage in args.stages.split(","):
         print(f"\n=== stage: {stage} ===")
-        results[stage] = {"models": stage_models, "pretrain": stage_pretrain, "distill": stage_distill}[stage](args)
+        results[stage] = {"models": stage_models, "pretrain": stage_pretrain, "distill": stage_distill,
+                          "sft": stage_sft}[stage](args)
     return results
 
 

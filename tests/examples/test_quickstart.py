@@ -25,6 +25,10 @@ def test_quickstart_pretrain_then_distill_on_tiny(tmp_path, load_example):
     results = quickstart.main(["--stages", "pretrain,distill", "--preset", "tiny", "--num-layers", "4",
                                "--pretrain-steps", "12", "--pretrain-batch", "8", "--pretrain-seq-len", "64",
                                "--distill-steps", "6", "--out", str(tmp_path)])
+    sft = quickstart.main(["--stages", "sft", "--preset", "tiny", "--num-layers", "4", "--sft-steps", "10",
+                           "--sft-eval-problems", "4", "--out", str(tmp_path)])["sft"]
+    assert 0.0 <= sft["off_pass_at_1"] <= 1.0 and 0.0 <= sft["on_pass_at_1"] <= 1.0
+    assert sft["off_mean_length"] > 0 and sft["on_mean_length"] > 0
     assert results["pretrain"]["loss"] < 5.0  # log(272) = 5.6 at initialisation
     assert (tmp_path / "pretrain" / "checkpoints").is_dir()
     table = results["distill"]
