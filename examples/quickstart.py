@@ -21,8 +21,10 @@ Run ``python examples/quickstart.py --help`` for the flags.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pathlib
 import sys
+import types
 
 import jax
 
@@ -30,10 +32,20 @@ from lnemo import perf
 from lnemo.models import AttentionConfig, BlockConfig, FFNConfig, ModelConfig, cost, init
 from lnemo.models.speed import measure_phase_times, predict_phase_times
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import pretrain  # noqa: E402  (sibling example scripts)
-from distill import ablation  # noqa: E402
-from sft_reasoning import run as sft_run  # noqa: E402
+
+
+def _sibling(name: str) -> types.ModuleType:
+    """Load a sibling example script by path under a private name (``distill`` etc. would clash with packages)."""
+    path = pathlib.Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_lnemo_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pretrain = _sibling("pretrain")
+ablation = _sibling("distill").ablation
+sft_run = _sibling("sft_reasoning").run
 
 STAGES = ("models", "pretrain", "distill", "sft")
 
