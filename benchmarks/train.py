@@ -4,7 +4,8 @@ Usage: ``python benchmarks/train.py`` -> ``benchmarks/results/train.json``.
 
 * ``train_step_mfu_fp32`` / ``_bf16``: model FLOPs per step (``cost.train_flops_per_token``) over the step time,
   divided by the float32 matmul ceiling measured in this process just before. A ~30M-parameter model at
-  sequence 512.
+  sequence 512. The fp32, bf16 and torch steps are timed round-robin (medians), so a change of machine load
+  hits all three alike.
 * ``bf16_over_fp32_step_speedup``: fp32 step time over the bf16-compute step time (float32 master params).
 * ``train_speedup_vs_torch``: lnemo fp32 tokens/s over ``transformers`` ``LlamaForCausalLM`` + torch AdamW
   tokens/s on the CPU, same config, same batch, measured in this run (skipped with a reason if torch is absent).
@@ -51,24 +52,35 @@ def make_batch(cfg: ModelConfig, batch: int, seq_len: int, seed: int = 0) -> dic
             "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy()}
 
 
-def step_seconds(cfg: ModelConfig, batch: dict[str, np.ndarray], repeats: int) -> tuple[float, object]:
+def jax_stepper(cfg: ModelConfig, batch: dict[str, np.ndarray]):
+    """A zero-argument function running one blocking training step of ``cfg`` (warmed up), and the state getter."""
     mesh = make_mesh({"data": 1}, devices=jax.devices()[:1])
     run = setup_model_training(cfg, lm_objective(cfg), adamw(1e-4), mesh, jax.random.key(0))
     placed = jax.device_put(batch, run.batch_sharding)
-    state = run.state
+    holder = [run.state]
+
+    def one() -> None:
+        holder[0], metrics = run.step(holder[0], placed)
+        jax.block_until_ready(metrics)
+
     for _ in range(2):
-        state, m = run.step(state, placed)
-    jax.block_until_ready(m)
-    times = []
+        one()
+    return one, lambda: holder[0]
+
+
+def interleaved_seconds(steppers: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median seconds per step of each stepper, timed round-robin so load changes hit all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in steppers}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, m = run.step(state, placed)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), state
+        for name, one in steppers.items():
+            t0 = time.perf_counter()
+            one()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def torch_step_seconds(cfg: ModelConfig, batch: dict[str, np.ndarray], repeats: int) -> float:
+def torch_stepper(cfg: ModelConfig, batch: dict[str, np.ndarray]):
+    """One blocking training step of the same Llama in ``transformers`` with torch AdamW (warmed up)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -90,12 +102,7 @@ def torch_step_seconds(cfg: ModelConfig, batch: dict[str, np.ndarray], repeats: 
 
     for _ in range(2):
         one()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        one()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return one
 
 
 SHARDED_CHECK = r"""
@@ -136,23 +143,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     figures: dict[str, float | str] = {"bench_params": cost.param_count(cfg32)}
 
     peak = perf.matmul_ceiling(repeats=args.repeats)
-    t32, state = step_seconds(cfg32, batch, args.repeats)
-    figures["train_step_mfu_fp32"] = flops / t32 / peak
-    peak = perf.matmul_ceiling(repeats=args.repeats)
-    t16, _ = step_seconds(bench_config("bfloat16"), batch, args.repeats)
-    figures["train_step_mfu_bf16"] = flops / t16 / peak
-    figures["bf16_over_fp32_step_speedup"] = t32 / t16
-
+    fp32, get_state = jax_stepper(cfg32, batch)
+    bf16, _ = jax_stepper(bench_config("bfloat16"), batch)
+    steppers = {"fp32": fp32, "bf16": bf16}
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as err:
         figures["train_speedup_vs_torch"] = f"unavailable: {err}"
     else:
-        t_torch = torch_step_seconds(cfg32, batch, args.repeats)
-        t32_again, _ = step_seconds(cfg32, batch, args.repeats)
-        figures["train_speedup_vs_torch"] = t_torch / min(t32, t32_again)
-        figures["torch_train_mfu_fp32"] = flops / t_torch / peak
+        steppers["torch"] = torch_stepper(cfg32, batch)
+    seconds = interleaved_seconds(steppers, args.repeats)
+    figures["train_step_mfu_fp32"] = flops / seconds["fp32"] / peak
+    figures["train_step_mfu_bf16"] = flops / seconds["bf16"] / peak
+    figures["bf16_over_fp32_step_speedup"] = seconds["fp32"] / seconds["bf16"]
+    if "torch" in seconds:
+        figures["train_speedup_vs_torch"] = seconds["torch"] / seconds["fp32"]
+        figures["torch_train_mfu_fp32"] = flops / seconds["torch"] / peak
+    state = get_state()
 
     result = subprocess.run([sys.executable, "-c", SHARDED_CHECK, str(__import__("pathlib").Path(__file__).parent)],
                             capture_output=True, text=True, check=True)
