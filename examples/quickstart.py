@@ -153,7 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the speed measurements")
     parser.add_argument("--seq-len", type=int, default=256, help="prefill length / decode context")
     parser.add_argument("--out", default="runs/quickstart", help="directory for checkpoints and logs")
-    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--pretrain-steps", type=int, default=200)
     parser.add_argument("--pretrain-batch", type=int, default=16)
     parser.add_argument("--pretrain-seq-len", type=int, default=256)
     parser.add_argument("--distill-steps", type=int, default=60)
